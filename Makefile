@@ -1,0 +1,39 @@
+# CallFleet — the two commands a newcomer needs:
+#   make demo   install everything into .venv, then run `callfleet demo`
+#   make test   install everything plus test tools, then run the whole test suite
+# Every install step lives here; nothing is installed by hand.
+
+VENV   ?= .venv
+PYTHON ?= python3
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip --disable-pip-version-check
+
+.PHONY: demo setup test test-fast lint bench clean
+
+demo: setup
+	$(VENV)/bin/callfleet demo
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	# torch first and pinned: a looser spec pulls a multi-GB CUDA build on CPU machines
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+test: setup
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "unit" tests
+
+lint: setup
+	$(VENV)/bin/ruff check .
+
+bench: setup
+	$(VENV)/bin/python benchmarks/turn_latency.py
+
+clean:
+	$(VENV)/bin/callfleet down || true
+	rm -rf var .pytest_cache

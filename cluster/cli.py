@@ -1,0 +1,146 @@
+"""`callfleet` — start, inspect and stop a CallFleet cluster, and run the demo.
+
+    callfleet up        start local Ray + embedded Redis + the Serve app, return when healthy
+    callfleet status    what is running and whether it answers
+    callfleet down      stop everything `up` started
+    callfleet demo      up, place a few simulated calls, print them, then stop what it started
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from configs.settings import ConfigError, Settings, load_settings
+
+console = Console(stderr=True)
+
+
+@contextmanager
+def progress_display():
+    """Progress bars for long steps (model builds) and a status line for the rest."""
+    with Progress(
+        TextColumn("[bold blue]{task.description}"), BarColumn(), TextColumn("{task.fields[stage]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as bars:
+
+        def task(description: str):
+            task_id = bars.add_task(description, total=1.0, stage="")
+
+            def update(stage: str, fraction: float) -> None:
+                bars.update(task_id, completed=fraction, stage=stage)
+
+            return update
+
+        def status(line: str) -> None:
+            bars.console.print(f"[dim]·[/dim] {line}")
+
+        yield status, task
+
+
+def _settings(args) -> Settings:
+    return load_settings(args.config)
+
+
+def cmd_up(args) -> int:
+    from cluster.runtime import up
+
+    settings = _settings(args)
+    with progress_display() as (status, task):
+        info = up(settings, status=status, progress=task)
+    console.print(f"[green]CallFleet is up[/green]: media forks to {info.media_url}/<call-uuid>")
+    console.print("  stop it with: callfleet down")
+    return 0
+
+
+def cmd_down(args) -> int:
+    from cluster.runtime import down
+
+    stopped = down(_settings(args), status=lambda s: console.print(f"[dim]·[/dim] {s}"))
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from cluster.runtime import cluster_status
+
+    report = cluster_status(_settings(args))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0 if report["running"] else 1
+    if not report.get("ray_address"):
+        console.print(f"[yellow]not running[/yellow]: {report.get('reason')}")
+        return 1
+    ok = "[green]running[/green]" if report["running"] else "[red]degraded[/red]"
+    console.print(f"CallFleet {ok}  ray={report['ray_address']}  redis={report['redis']}")
+    gateway = report.get("gateway", {})
+    console.print(f"  gateway {report['http_url']}: {gateway.get('status')} "
+                  f"(active calls: {gateway.get('active_calls', '-')}, "
+                  f"intent model: {gateway.get('intent_model', '-')})")
+    for name, dep in report.get("deployments", {}).items():
+        console.print(f"  {name:<8} {dep['status']:<10} replicas {dep['replicas']}")
+    return 0 if report["running"] else 1
+
+
+def cmd_demo(args) -> int:
+    from cluster.demo import run_demo
+
+    return run_demo(_settings(args), calls=args.calls, keep=args.keep, console=console)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callfleet",
+        description="CallFleet: AI voice bots for contact centres on Ray Serve behind FreeSWITCH.",
+        epilog="Settings: configs/default.yaml, overridden by CALLFLEET_<SECTION>__<FIELD> "
+        "environment variables (e.g. CALLFLEET_ASR__MODEL=base) or --config FILE.",
+    )
+    parser.add_argument("--config", help="settings YAML (default: configs/default.yaml or $CALLFLEET_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("up", help="start local Ray, embedded Redis and the Serve app; return when healthy")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="stop everything `up` started")
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("status", help="show what is running and whether it answers")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("demo", help="bring the cluster up, place simulated calls, print them, clean up")
+    p.add_argument("--calls", type=int, default=3, help="number of simulated calls (default 3)")
+    p.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except Exception as exc:
+        from cluster.runtime import ClusterError
+
+        if isinstance(exc, ClusterError):
+            console.print(f"[red]error:[/red] {exc}")
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

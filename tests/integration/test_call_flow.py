@@ -1,0 +1,110 @@
+"""One call through the whole cluster, as FreeSWITCH would place it: real speech over the
+media-fork websocket, real models, bot audio back, call context in Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+
+import numpy as np
+import pytest
+
+from cluster.call_state import RedisCallRecorder
+from cluster.scenarios import trim_silence
+from telephony import codecs
+from telephony.fork_client import CallerTurn, SimulatedCall, run_call
+from telephony.media_fork import ForkMetadata
+from telephony.wav import read_wav
+
+pytestmark = pytest.mark.integration
+
+
+def words(text: str) -> str:
+    return re.sub(r"[^a-z ]", "", text.lower())
+
+
+def call_url(info, call: SimulatedCall) -> str:
+    return f"{info.media_url}/{call.meta.call_id}"
+
+
+async def fetch(info, call_id: str) -> dict:
+    recorder = RedisCallRecorder(info.redis_url)
+    try:
+        for _ in range(50):
+            record = await recorder.get_call(call_id)
+            if record and record.get("status") == "ended":
+                return record
+            await asyncio.sleep(0.1)
+        return record
+    finally:
+        await recorder.close()
+
+
+def make_call(turns, rate=16000, playback="binary", **meta) -> SimulatedCall:
+    return SimulatedCall(
+        ForkMetadata(call_id=str(uuid.uuid4()), sample_rate=rate, playback=playback,
+                     direction="inbound", **meta),
+        turns, max_wait_s=30,
+    )
+
+
+def test_real_speech_clip_is_transcribed_and_answered(cluster, shared_datasets):
+    clip = shared_datasets / "speech/librivox_pocketsphinx_5utt/sense_and_sensibility_01_austen_64kb-0880.wav"
+    audio, rate = read_wav(clip)
+    assert rate == 16000
+    call = make_call([CallerTurn(trim_silence(audio, rate), "he was not an ill disposed young man")])
+    report = asyncio.run(run_call(call_url(cluster, call), call))
+    assert report.error is None
+    assert report.turn_latency_s and report.turn_latency_s[0] is not None, "bot never answered"
+    assert report.bot_audio_s > 2.0  # greeting + answer, real audio
+    record = asyncio.run(fetch(cluster, call.meta.call_id))
+    said = words(record["turns"][0]["caller"])
+    assert "ill disposed young man" in said
+    assert record["turns"][0]["intent"]["out_of_scope"] is True  # a novel, not a shop question
+    assert record["status"] == "ended"
+
+
+def test_phone_line_caller_gets_an_answer_by_intent(cluster, caller_voice):
+    """8 kHz μ-law-degraded caller, drachtio playAudio mode: asks for the order, then
+    says goodbye, and the bot closes the call."""
+    turns = []
+    for text in ("Hi, where is my order?", "No, that's all. Goodbye."):
+        pcm = codecs.phone_line(caller_voice.speak(text, 16000), 16000)
+        turns.append(CallerTurn(trim_silence(pcm, 8000), text))
+    call = make_call(turns, rate=8000, playback="playAudio")
+    report = asyncio.run(run_call(call_url(cluster, call), call))
+    assert report.error is None
+    assert report.play_audio_messages >= 3 and report.frames_received == 0
+    assert report.hung_up_by == "bot" and report.close_code == 1000
+    record = asyncio.run(fetch(cluster, call.meta.call_id))
+    first, last = record["turns"][0], record["turns"][-1]
+    assert "order" in words(first["caller"])
+    assert first["intent"]["label"] == "order_status"
+    assert len(first["intent"]["top3"]) == 3
+    assert "shipped" in first["bot"]
+    assert set(first["emotion"]["scores"]) >= {"anger", "neutral", "positive"}
+    assert last["intent"]["label"] in ("goodbye", "deny")
+    assert record["outcome"]["reason"] == "bot closed the call"
+
+
+def test_barge_in_stops_the_bot(cluster, caller_voice):
+    speech = trim_silence(caller_voice.speak("Let me talk to a real person please.", 16000), 16000)
+    call = make_call([CallerTurn(speech, barge_in_after_s=1.0)])
+    report = asyncio.run(run_call(call_url(cluster, call), call))
+    assert report.kill_audio >= 1, "caller spoke over the greeting but playback was not killed"
+    record = asyncio.run(fetch(cluster, call.meta.call_id))
+    assert record["outcome"]["barge_ins"] >= 1
+    assert record["outcome"]["cut"], "the interrupted greeting should be recorded as cut"
+    assert record["turns"][0]["intent"]["label"] == "talk_to_human"
+    assert record["outcome"]["escalation"]
+
+
+def test_silence_only_call_hangs_up_cleanly(cluster):
+    call = make_call([CallerTurn(np.zeros(8000, dtype=np.int16))], rate=8000)
+    call.hangup_after_s = 1.0
+    report = asyncio.run(run_call(call_url(cluster, call), call))
+    assert report.error is None
+    record = asyncio.run(fetch(cluster, call.meta.call_id))
+    assert record["turns"] == []
+    assert record["outcome"]["reason"] == "caller hung up"
