@@ -21,6 +21,8 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from configs.settings import ConfigError, Settings, load_settings
 
 console = Console(stderr=True)
+if not console.is_terminal:
+    console = Console(stderr=True, width=140)  # piped or logged: keep tables readable
 
 
 @contextmanager

@@ -78,7 +78,6 @@ def start_ray_head(settings: Settings) -> str:
         _ray_bin(), "start", "--head",
         f"--node-ip-address={r.node_ip}", f"--port={r.gcs_port}",
         "--include-dashboard=false", "--disable-usage-stats",
-        "--ray-client-server-port=0",
     ]
     if r.num_cpus:
         cmd.append(f"--num-cpus={r.num_cpus}")
@@ -106,6 +105,7 @@ def _connect(address: str) -> None:
     if not ray.is_initialized():
         ray.init(address=address, namespace="callfleet", logging_level=logging.WARNING,
                  log_to_driver=False)
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
 
 
 def deploy_app(settings: Settings, address: str, status: Status) -> None:
@@ -179,7 +179,8 @@ def up(settings: Settings, status: Status = print,
     if not redis_url:
         embedded = EmbeddedRedis(settings.state_dir, settings.redis_port)
         status("starting embedded Redis")
-        started_redis = embedded.start() or started_redis
+        embedded.start()
+        started_redis = True  # the embedded Redis belongs to CallFleet: `down` stops it
         redis_url = embedded.url
     settings = settings.model_copy(update={"redis_url": redis_url})
 

@@ -1,11 +1,13 @@
 """The media gateway ingress: FreeSWITCH media forks in, bot audio out.
 
+(No `from __future__ import annotations` here: FastAPI must see the real `WebSocket`
+annotation through Serve's class-based ingress, or it treats `ws` as a query parameter.)
+
 `/media/{call_uuid}` speaks drachtio mod_audio_fork (see telephony/media_fork.py); each
 websocket is one `CallSession` running as tasks on this replica, calling the model
 deployments through their handles.
 """
 
-from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from telephony import media_fork
 from telephony.media_fork import ForkMetadata
@@ -140,7 +140,7 @@ async def run_call(url: str, call: SimulatedCall, subprotocol: str = media_fork.
                 await asyncio.wait_for(receiver, 5)
             report.close_code = ws.close_code if report.close_code is None else report.close_code
             report.close_reason = report.close_reason or (ws.close_reason or "")
-    except (OSError, ConnectionClosed, asyncio.TimeoutError) as exc:
+    except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError) as exc:
         report.error = f"{type(exc).__name__}: {exc}"
     report.duration_s = time.monotonic() - started
     report.bot_audio_s = len(report.bot_audio) / 2 / rate

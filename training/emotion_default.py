@@ -52,8 +52,10 @@ NEUTRAL_INTENTS = (
     "cancel_order",
     "refund_request",
     "store_hours",
+    "deny",
+    "goodbye",
 )
-DOMAIN_WEIGHT = 2.0
+DOMAIN_WEIGHT = 5.0
 MAX_LENGTH = 64
 BATCH_SIZE = 64
 LR_C = 3.0
