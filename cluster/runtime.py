@@ -64,8 +64,18 @@ def _ray_bin() -> str:
     return str(exe) if exe.exists() else (shutil.which("ray") or "ray")
 
 
-def _ray_env() -> dict[str, str]:
+# Ray rewrites a loopback --node-ip-address to the machine's reachable address unless
+# "cluster mode" is off; with it off, the head, workers and drivers all use 127.0.0.1.
+LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+
+def _loopback(settings_ip: str) -> dict[str, str]:
+    return LOOPBACK_ENV if settings_ip in ("127.0.0.1", "localhost") else {}
+
+
+def _ray_env(node_ip: str = "127.0.0.1") -> dict[str, str]:
     env = dict(os.environ)
+    env.update(_loopback(node_ip))
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -81,7 +91,7 @@ def start_ray_head(settings: Settings) -> str:
     ]
     if r.num_cpus:
         cmd.append(f"--num-cpus={r.num_cpus}")
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_ray_env(), timeout=180)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_ray_env(r.node_ip), timeout=180)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise ClusterError(f"`ray start` failed (exit {proc.returncode}):\n{tail}")
@@ -100,6 +110,13 @@ def ray_reachable(address: str) -> bool:
 
 
 def _connect(address: str) -> None:
+    if address.split(":")[0] in ("127.0.0.1", "localhost"):
+        # this driver must also see itself as 127.0.0.1; Ray reads the flag into a module
+        # constant at import, so set both (private constant, Ray pinned to 2.60)
+        os.environ.update(LOOPBACK_ENV)
+        from ray._private import ray_constants
+
+        ray_constants.ENABLE_RAY_CLUSTER = False
     import ray
 
     if not ray.is_initialized():

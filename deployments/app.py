@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from configs.settings import Settings, load_settings
@@ -46,6 +46,8 @@ def build_app(settings: Settings) -> Application:
 
 class AppArgs(BaseModel):
     """Arguments of `deployments.app:app_builder` in a Serve config file."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in serve.yaml fails loudly
 
     config: str | None = Field(None, description="CallFleet YAML (default configs/default.yaml)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="settings to override")

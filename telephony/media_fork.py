@@ -103,7 +103,8 @@ def parse_metadata(
     try:
         doc = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(f"metadata is not JSON ({exc.msg})", CLOSE_INVALID_PAYLOAD) from None
+        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid text"
+        raise ProtocolError(f"metadata is not JSON ({detail})", CLOSE_INVALID_PAYLOAD) from None
     if not isinstance(doc, dict):
         raise ProtocolError("metadata must be a JSON object", CLOSE_INVALID_PAYLOAD)
 
@@ -114,7 +115,8 @@ def parse_metadata(
     elif url_call_id is not None and call_id != url_call_id:
         problems.append("callId differs from the URL's call uuid")
     rate = doc.get("sampleRate")
-    if rate not in SAMPLE_RATES or isinstance(rate, bool):
+    # an int, not a bool (True == 1) nor a float (8000.0 == 8000 breaks frame arithmetic)
+    if type(rate) is not int or rate not in SAMPLE_RATES:
         problems.append(f"sampleRate must be one of {list(SAMPLE_RATES)}")
     direction = doc.get("direction")
     if direction is not None and direction not in ("inbound", "outbound"):

@@ -31,7 +31,7 @@ def cluster(cluster_settings):
     stopped = down(cluster_settings, status=lambda line: print("[down]", line))
     assert "ray" in stopped and "redis" in stopped
     strays = subprocess.run(
-        ["pgrep", "-f", "raylet|gcs_server|redis-server 127.0.0.1:6491"],
+        ["pgrep", "-f", ":6490|redis-server 127.0.0.1:6491"],
         capture_output=True, text=True,
     ).stdout.split()
     assert not strays, f"processes left running after down: {strays}"
