@@ -249,7 +249,8 @@ def _check_head_matches(head: dict, classifier, sample: np.ndarray) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.progress import stage_bar
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, required=True, help="model registry folder")
@@ -262,18 +263,11 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = ModelRegistry(args.registry)
     console = Console()
-    columns = (
-        TextColumn("{task.description:<20}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("starting", total=1.0)
+    with stage_bar(console, label_width=20) as progress:
         info = build_default_emotion_model(
             registry,
             data_path=args.data,
-            progress=lambda stage, f: bar.update(task, description=stage, completed=f),
+            progress=progress,
             cpu_threads=args.cpu_threads,
             eval_path=args.eval,
             domain_path=args.domain,

@@ -243,7 +243,8 @@ def _seed_everything(seed: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     from rich.console import Console
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from training.progress import stage_bar
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, required=True, help="model registry folder")
@@ -256,18 +257,11 @@ def main(argv: list[str] | None = None) -> int:
 
     registry = ModelRegistry(args.registry)
     console = Console()
-    columns = (
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=console) as bar:
-        task = bar.add_task("starting", total=1.0)
+    with stage_bar(console, label_width=28) as progress:
         info = build_default_intent_model(
             registry,
             data_path=args.data,
-            progress=lambda stage, f: bar.update(task, description=stage, completed=f),
+            progress=progress,
             epochs=args.epochs,
             seed=args.seed,
             cpu_threads=args.cpu_threads,

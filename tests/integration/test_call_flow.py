@@ -113,6 +113,7 @@ def test_barge_in_stops_the_bot(cluster, caller_voice):
 def test_silence_only_call_hangs_up_cleanly(cluster):
     call = make_call([CallerTurn(np.zeros(8000, dtype=np.int16))], rate=8000)
     call.hangup_after_s = 1.0
+    call.max_wait_s = 3.0  # no answer is expected: do not wait long for one
     report = asyncio.run(run_call(call_url(cluster, call), call))
     assert report.error is None
     record = asyncio.run(fetch(cluster, call.meta.call_id))
