@@ -59,8 +59,10 @@ SEED = 0
 
 
 def default_goemotions_dir() -> Path:
-    """Where the GoEmotions TSVs live: ``$GOEMOTIONS_DIR`` or the workplace's shared copy."""
-    return Path(os.environ.get("GOEMOTIONS_DIR", "/work/shared/datasets/goemotions"))
+    """Where the GoEmotions TSVs live: ``$GOEMOTIONS_DIR``, else the shared datasets folder
+    beside this repository (``../shared/datasets/goemotions``)."""
+    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "goemotions"
+    return Path(os.environ.get("GOEMOTIONS_DIR", beside_repo))
 
 
 def map_labels(label_ids: str) -> str | None:
