@@ -4,6 +4,7 @@
     callfleet status    what is running and whether it answers
     callfleet down      stop everything `up` started
     callfleet demo      up, place a few simulated calls, print them, then stop what it started
+    callfleet models    list, show, promote or roll back model versions in the registry
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from cluster.models_cli import add_models_parser
 from configs.settings import ConfigError, Settings, load_settings
 
 console = Console(stderr=True)
@@ -118,6 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=int, default=3, help="number of simulated calls (default 3)")
     p.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
     p.set_defaults(func=cmd_demo)
+    add_models_parser(sub)
     return parser
 
 
