@@ -4,6 +4,7 @@
     callfleet status    what is running and whether it answers
     callfleet down      stop everything `up` started
     callfleet demo      up, place a few simulated calls, print them, then stop what it started
+    callfleet simulate  N concurrent simulated calls against a running cluster
     callfleet models    list, show, promote or roll back model versions in the registry
 """
 
@@ -99,6 +100,18 @@ def cmd_demo(args) -> int:
     return run_demo(_settings(args), calls=args.calls, keep=args.keep, console=console)
 
 
+def cmd_simulate(args) -> int:
+    from cluster.scenarios import ScenarioError
+    from cluster.simulate import run_simulation
+
+    try:
+        return run_simulation(_settings(args), calls=args.calls, scenario_file=args.scenario,
+                              stagger_s=args.stagger, as_json=args.json, console=console)
+    except ScenarioError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="callfleet",
@@ -120,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calls", type=int, default=3, help="number of simulated calls (default 3)")
     p.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
     p.set_defaults(func=cmd_demo)
+    p = sub.add_parser(
+        "simulate", help="place N concurrent simulated calls against a running cluster",
+        description="Place N concurrent simulated FreeSWITCH calls (media fork over websocket) "
+        "against the cluster `callfleet up` started; print a report per call and a summary.",
+    )
+    p.add_argument("--calls", type=int, default=4, help="number of calls (default 4)")
+    p.add_argument("--scenario", metavar="FILE",
+                   help="scenario YAML (default configs/scenarios/default.yaml)")
+    p.add_argument("--stagger", type=float, default=0.25, metavar="S",
+                   help="seconds between call starts (default 0.25)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    p.set_defaults(func=cmd_simulate)
     add_models_parser(sub)
     return parser
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from cluster.call_state import RedisCallRecorder
 from cluster.runtime import ClusterInfo, down, read_info, up
-from cluster.scenarios import SCENARIOS, build_call
+from cluster.scenarios import build_call, load_scenarios
 from configs.settings import Settings
 from telephony.fork_client import CallReport, SimulatedCall, run_call
 
@@ -82,7 +82,8 @@ def run_demo(settings: Settings, calls: int = 3, keep: bool = False,
         info = up(settings, status=status, progress=task)
         status(f"cluster ready in {time.monotonic() - t0:.0f} s; synthesizing the callers' voices")
         voice = CallerVoice()
-        scenarios = [SCENARIOS[i % len(SCENARIOS)] for i in range(calls)]
+        known = load_scenarios()
+        scenarios = [known[i % len(known)] for i in range(calls)]
         simulated = [build_call(s, voice) for s in scenarios]
         status(f"placing {calls} simulated call(s) through {info.media_url}")
     exit_code = 0

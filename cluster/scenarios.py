@@ -1,61 +1,69 @@
-"""Simulated callers for the demo and the latency benchmark: what they say, at which
-sample rate, in which playback mode. The audio is synthesized by `CallerVoice` (a voice
+"""Simulated callers for the demo, `callfleet simulate` and the benchmarks: what they say,
+at which sample rate, in which playback mode (scenario files are YAML data). The audio is synthesized by `CallerVoice` (a voice
 audibly different from the bot's) and, for 8 kHz calls, passed through a phone line."""
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telephony import codecs
 from telephony.fork_client import CallerTurn, SimulatedCall
 from telephony.media_fork import ForkMetadata
 
-
-@dataclass(frozen=True)
-class Line:
-    text: str
-    gain: float = 1.0  # > 1: the caller raises their voice
-    barge_in_after_s: float | None = None
+DEFAULT_SCENARIOS = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "default.yaml"
 
 
-@dataclass(frozen=True)
-class Scenario:
+class Line(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: str = Field(min_length=1, max_length=500)
+    gain: float = Field(1.0, gt=0, le=10, description="> 1: the caller raises their voice")
+    barge_in_after_s: float | None = Field(None, ge=0, le=60)
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     name: str
-    lines: list[Line]
-    sample_rate: int = 16000
-    playback: str = "binary"
-    customer: dict = field(default_factory=dict)
+    lines: list[Line] = Field(min_length=1)
+    sample_rate: Literal[8000, 16000] = 16000
+    playback: Literal["binary", "playAudio"] = "binary"
+    customer: dict[str, Any] = Field(default_factory=dict)
 
 
-SCENARIOS = [
-    Scenario(
-        "order status (16 kHz, binary playback)",
-        [Line("Hi, I'd like to know where my order is."), Line("No, that's all. Thanks, bye.")],
-        customer={"name": "Dana"},
-    ),
-    Scenario(
-        "refund and address change (8 kHz phone line, playAudio)",
-        [
-            Line("I want a refund for the shoes I bought last week."),
-            Line("Can I change the delivery address for my other order?"),
-            Line("No thank you, goodbye."),
-        ],
-        sample_rate=8000,
-        playback="playAudio",
-    ),
-    Scenario(
-        "angry caller asks for a person (8 kHz, barge-in)",
-        [
-            Line("This is ridiculous! I have been waiting three weeks for my package!", gain=2.5),
-            Line("Stop. Let me talk to a real person.", gain=2.5, barge_in_after_s=1.5),
-            Line("Let me talk to a real person, now!", gain=2.5),
-        ],
-        sample_rate=8000,
-    ),
-]
+class ScenarioError(ValueError):
+    pass
+
+
+def load_scenarios(path: str | Path | None = None) -> list[Scenario]:
+    """Read a scenario file (`scenarios: [...]`); every problem is listed with its place."""
+    path = Path(path or DEFAULT_SCENARIOS)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ScenarioError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{path}: not valid YAML: {exc}") from None
+    items = doc.get("scenarios") if isinstance(doc, dict) else None
+    if not isinstance(items, list) or not items:
+        raise ScenarioError(f"{path}: expected a non-empty list under 'scenarios:'")
+    scenarios, problems = [], []
+    for i, item in enumerate(items):
+        try:
+            scenarios.append(Scenario.model_validate(item))
+        except ValidationError as exc:
+            for err in exc.errors():
+                where = ".".join(str(p) for p in err["loc"])
+                problems.append(f"scenarios[{i}].{where}: {err['msg']}")
+    if problems:
+        raise ScenarioError(f"{path}: invalid scenario(s):\n  - " + "\n  - ".join(problems))
+    return scenarios
 
 
 def trim_silence(x: np.ndarray, rate: int, threshold_db: float = -45.0) -> np.ndarray:
@@ -88,7 +96,7 @@ def build_call(scenario: Scenario, voice, call_id: str | None = None) -> Simulat
         caller="+15550100" + str(len(scenario.lines)),
         callee="+15550199000",
         direction="inbound",
-        playback=scenario.playback,  # type: ignore[arg-type]
+        playback=scenario.playback,
         customer=dict(scenario.customer),
     )
     return SimulatedCall(meta, turns)

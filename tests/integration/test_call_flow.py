@@ -4,6 +4,7 @@ media-fork websocket, real models, bot audio back, call context in Redis."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import uuid
 
@@ -119,3 +120,14 @@ def test_silence_only_call_hangs_up_cleanly(cluster):
     record = asyncio.run(fetch(cluster, call.meta.call_id))
     assert record["turns"] == []
     assert record["outcome"]["reason"] == "caller hung up"
+
+
+def test_simulate_reports_every_call(cluster, cluster_settings, capsys):
+    from cluster.simulate import run_simulation
+
+    code = run_simulation(cluster_settings, calls=3, as_json=True)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0
+    assert summary["calls"] == 3 and summary["completed"] == 3
+    assert summary["failed"] == 0 and summary["dropped"] == 0
+    assert summary["turns_answered"] >= 6 and summary["turn_latency_p50_s"] > 0

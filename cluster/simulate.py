@@ -1,0 +1,104 @@
+"""`callfleet simulate`: N concurrent simulated calls against a running cluster, a report
+per call and a summary (turn latency p50/p95, completed / failed / dropped calls).
+
+A call is *completed* when every caller turn got a bot answer and the call ended
+normally (the bot closed it with 1000, or the caller hung up after the last answer);
+*failed* when the websocket could not be opened or errored; *dropped* when it was cut
+off abnormally (a close code other than 1000/1001, or turns left unanswered).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rich.console import Console
+
+from cluster.demo import percentile
+from cluster.runtime import ClusterError, ClusterInfo, read_info
+from cluster.scenarios import Scenario, build_call, load_scenarios
+from configs.settings import Settings
+from telephony.fork_client import CallReport, SimulatedCall, run_call
+
+
+@dataclass
+class CallResult:
+    scenario: str
+    report: CallReport
+
+    @property
+    def status(self) -> str:
+        r = self.report
+        if r.error:
+            return "failed"
+        if r.close_code not in (None, 1000, 1001) or any(x is None for x in r.turn_latency_s):
+            return "dropped"
+        return "completed"
+
+
+def summarize(results: list[CallResult], wall_s: float) -> dict[str, Any]:
+    latencies = [x for c in results for x in c.report.turn_latency_s if x is not None]
+    statuses = [c.status for c in results]
+    return {
+        "calls": len(results),
+        "completed": statuses.count("completed"),
+        "failed": statuses.count("failed"),
+        "dropped": statuses.count("dropped"),
+        "turns_answered": len(latencies),
+        "turn_latency_p50_s": round(percentile(latencies, 0.5) or 0.0, 3),
+        "turn_latency_p95_s": round(percentile(latencies, 0.95) or 0.0, 3),
+        "turns_over_1_5_s": sum(1 for x in latencies if x > 1.5),
+        "wall_s": round(wall_s, 1),
+    }
+
+
+async def place(info: ClusterInfo, calls: list[tuple[Scenario, SimulatedCall]],
+                stagger_s: float) -> list[CallResult]:
+    async def one(i: int, scenario: Scenario, call: SimulatedCall) -> CallResult:
+        await asyncio.sleep(i * stagger_s)
+        return CallResult(scenario.name, await run_call(f"{info.media_url}/{call.meta.call_id}", call))
+
+    return await asyncio.gather(*(one(i, s, c) for i, (s, c) in enumerate(calls)))
+
+
+def run_simulation(settings: Settings, calls: int, scenario_file: str | None = None,
+                   stagger_s: float = 0.25, as_json: bool = False,
+                   console: Console | None = None) -> int:
+    from telephony.caller_voice import CallerVoice
+
+    console = console or Console(stderr=True)
+    info = read_info(settings)
+    if info is None:
+        raise ClusterError("no running cluster: start one with `callfleet up` first")
+    scenarios = load_scenarios(scenario_file)
+    voice = CallerVoice()
+    plan = []
+    for i in range(calls):
+        scenario = scenarios[i % len(scenarios)]
+        plan.append((scenario, build_call(scenario, voice)))
+    if not as_json:
+        console.print(f"placing {calls} call(s) through {info.media_url} …")
+    started = time.monotonic()
+    results = asyncio.run(place(info, plan, stagger_s))
+    summary = summarize(results, time.monotonic() - started)
+    if not as_json:
+        for n, result in enumerate(results, 1):
+            r = result.report
+            lat = ", ".join(f"{x:.2f}" if x is not None else "—" for x in r.turn_latency_s)
+            console.print(
+                f"call {n:>3} {result.status:<9} {result.scenario[:44]:<44} "
+                f"turns [{lat}] s  ended by {r.hung_up_by or '-'} "
+                f"({r.close_code} {r.close_reason or r.error or ''})"
+            )
+        console.print(
+            f"[bold]{summary['completed']}/{summary['calls']} completed[/bold], "
+            f"{summary['failed']} failed, {summary['dropped']} dropped; turn latency p50 "
+            f"{summary['turn_latency_p50_s']:.2f} s, p95 {summary['turn_latency_p95_s']:.2f} s "
+            f"over {summary['turns_answered']} turns ({summary['turns_over_1_5_s']} over 1.5 s)"
+        )
+    if as_json:
+        print(json.dumps(summary))  # the last line of stdout, for scripts
+    return 0 if summary["failed"] == 0 and summary["dropped"] == 0 else 1
