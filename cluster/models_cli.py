@@ -92,7 +92,7 @@ def add_models_parser(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "promote", parents=[common], help="make VERSION the one the cluster serves",
         description="Make VERSION the current version of KIND and record the change for "
-        "`rollback`. A running cluster picks it up on the next `callfleet up`.",
+        "`rollback`. `callfleet up` then redeploys a running cluster with it.",
     )
     p.add_argument("kind", metavar="KIND", help="model kind (e.g. intent, emotion)")
     p.add_argument("version", metavar="VERSION", help="version such as v0003 (or 3)")
@@ -278,8 +278,9 @@ def _switch(registry: ModelRegistry, kind: str, target: VersionInfo, action: str
         if new_metrics.get(name) == old_metrics.get(name):
             continue
         console.print(f"  {name}: {_number(old_metrics.get(name))} -> {_number(new_metrics.get(name))}")
-    console.print(f"a running cluster picks up {kind} {target.version} with: callfleet up "
-                  "(live swap without a redeploy comes later)")
+    console.print("apply it to a running cluster with: callfleet up (this redeploys the app; "
+                  "calls in progress finish on the old gateway, but their turns stall while "
+                  "the model replicas restart)")
     return 0
 
 

@@ -18,10 +18,22 @@ from deployments.emotion import EmotionDeployment
 from deployments.gateway import MediaGateway
 from deployments.intent import IntentDeployment
 from deployments.tts import TTSDeployment
+from training.registry import ModelRegistry
+
+
+def _pinned_version(settings: Settings, kind: str, wanted: str) -> str:
+    """Resolve "current" to the promoted version at deploy time, so the version a cluster
+    serves is explicit in its user_config (and a `serve deploy` of an unchanged config
+    with only this value changed reconfigures replicas in place)."""
+    if wanted != "current":
+        return wanted
+    return ModelRegistry(settings.registry_path).current(kind) or "current"
 
 
 def build_app(settings: Settings) -> Application:
     doc = settings.model_dump(mode="json")
+    intent_version = _pinned_version(settings, "intent", settings.intent.version)
+    emotion_version = _pinned_version(settings, "emotion", settings.emotion.version)
 
     def opts(replica, **user_config: Any) -> dict[str, Any]:
         return {
@@ -31,15 +43,15 @@ def build_app(settings: Settings) -> Application:
         }
 
     asr = ASRDeployment.options(**opts(settings.asr)).bind(doc)
-    intent = IntentDeployment.options(**opts(settings.intent, version=settings.intent.version)).bind(doc)
-    emotion = EmotionDeployment.options(
-        **opts(settings.emotion, version=settings.emotion.version)
-    ).bind(doc)
+    intent = IntentDeployment.options(**opts(settings.intent, version=intent_version)).bind(doc)
+    emotion = EmotionDeployment.options(**opts(settings.emotion, version=emotion_version)).bind(doc)
     tts = TTSDeployment.options(
-        num_replicas=settings.tts.replicas, ray_actor_options=actor_options(settings.tts)
+        num_replicas=settings.tts.replicas,
+        ray_actor_options=actor_options(settings.tts),
     ).bind(doc)
     gateway = MediaGateway.options(
-        num_replicas=settings.gateway.replicas, ray_actor_options=actor_options(settings.gateway)
+        num_replicas=settings.gateway.replicas,
+        ray_actor_options=actor_options(settings.gateway),
     )
     return gateway.bind(asr, intent, emotion, tts, doc)
 

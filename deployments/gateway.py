@@ -54,7 +54,10 @@ class ServeTurnModels:
             yield sentence, pcm
 
 
-@serve.deployment(name="gateway", max_ongoing_requests=1000)
+# a replaced gateway replica (redeploy, scale-down) keeps serving its calls until they end,
+# up to 10 minutes, instead of cutting them after Serve's default 20 s
+@serve.deployment(name="gateway", max_ongoing_requests=1000,
+                  graceful_shutdown_timeout_s=600, graceful_shutdown_wait_loop_s=2)
 @serve.ingress(app)
 class MediaGateway:
     def __init__(self, asr: DeploymentHandle, intent: DeploymentHandle,

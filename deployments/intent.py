@@ -34,7 +34,7 @@ class IntentDeployment:
         apply_batching(self.classify, config)
         wanted = config.get("version")
         if wanted and wanted not in (self.version, "current"):
-            self._load(wanted)
+            self._load(wanted)  # live swap: requests in flight finish on the old model
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
     async def classify(self, texts: list[str]) -> list[dict[str, Any]]:

@@ -169,11 +169,10 @@ class CallSession:
 
     async def _turn(self, utterance: UtteranceEnded, speech_end: float) -> None:
         timing = TurnTiming(endpoint_ms=self._ms(speech_end))
-        pcm = codecs.l16_to_int16(utterance.pcm)
-        prosody = measure_prosody(pcm, utterance.sample_rate)
+        # numpy work on seconds of audio stays off the event loop other calls share
+        prosody, pcm16k = await asyncio.to_thread(_analyse, utterance)
         relative = self.baseline.relative(prosody)
         self.baseline.update(prosody)
-        pcm16k = codecs.resample(pcm, utterance.sample_rate, ASR_RATE)
 
         transcript = await self.models.transcribe(codecs.int16_to_l16(pcm16k))
         timing.asr_ms = self._ms(speech_end)
@@ -224,3 +223,9 @@ class CallSession:
 
     def _ms(self, since: float) -> float:
         return round((self.clock() - since) * 1000, 1)
+
+
+def _analyse(utterance: UtteranceEnded):
+    """Prosody of the utterance and its 16 kHz copy for ASR."""
+    pcm = codecs.l16_to_int16(utterance.pcm)
+    return measure_prosody(pcm, utterance.sample_rate), codecs.resample(pcm, utterance.sample_rate, ASR_RATE)

@@ -128,7 +128,7 @@ async def run_call(url: str, call: SimulatedCall, subprotocol: str = media_fork.
             sender = asyncio.create_task(_stream(ws, mic, mic_done, frame_bytes))
             receiver = asyncio.create_task(_receive(ws, far, report))
             try:
-                await _converse(call, far, mic, mic_done, report, frame_bytes, receiver)
+                await _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sender)
             finally:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -219,7 +219,16 @@ async def _wait_bot_quiet(far: _FarEnd, pause_s: float, max_wait_s: float, recei
         await asyncio.sleep(0.02)
 
 
-async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver) -> None:
+async def _until(event: asyncio.Event, *tasks: asyncio.Task) -> None:
+    """Wait for `event`, or for any of `tasks` to end (the connection dropped)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+
+
+async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sender) -> None:
     # the bot speaks first (greeting)
     greet = far.wait_first_audio(time.monotonic())
     with contextlib.suppress(asyncio.TimeoutError):
@@ -238,13 +247,14 @@ async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver) -> 
         mic_done.clear()
         for i in range(0, len(pcm), frame_bytes):
             mic.put_nowait(pcm[i : i + frame_bytes])
-        await mic_done.wait()  # the last speech frame has gone out
+        await _until(mic_done, receiver, sender)  # the last speech frame has gone out
+        if receiver.done() or sender.done():
+            report.turn_latency_s.append(None)  # cut off while speaking
+            break
         speech_end = time.monotonic() - FRAME_MS / 1000
         first = far.wait_first_audio(time.monotonic())
-        try:
-            at = await asyncio.wait_for(first, call.max_wait_s)
-            report.turn_latency_s.append(at - speech_end)
-        except asyncio.TimeoutError:
-            report.turn_latency_s.append(None)
+        await asyncio.wait([first, receiver], timeout=call.max_wait_s,
+                           return_when=asyncio.FIRST_COMPLETED)
+        report.turn_latency_s.append(first.result() - speech_end if first.done() else None)
     # let the last answer play out; the bot may close the call itself
     await _wait_bot_quiet(far, call.hangup_after_s, call.max_wait_s, receiver)
