@@ -11,33 +11,23 @@ from rich.table import Table
 
 from cluster.call_state import RedisCallRecorder
 from cluster.runtime import ClusterInfo, down, read_info, up
-from cluster.scenarios import build_call, load_scenarios
+from cluster.scenarios import Scenario, build_call, load_scenarios
+from cluster.simulate import percentile, place
 from configs.settings import Settings
-from telephony.fork_client import CallReport, SimulatedCall, run_call
+from telephony.fork_client import CallReport, SimulatedCall
 
 
-def percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
-
-
-async def place_calls(info: ClusterInfo, calls: list[SimulatedCall], stagger_s: float = 1.5):
-    async def one(i: int, call: SimulatedCall) -> CallReport:
-        await asyncio.sleep(i * stagger_s)
-        return await run_call(f"{info.media_url}/{call.meta.call_id}", call)
-
-    reports = await asyncio.gather(*(one(i, c) for i, c in enumerate(calls)))
+async def place_calls(info: ClusterInfo, plan: list[tuple[Scenario, SimulatedCall]],
+                      stagger_s: float = 1.5):
+    """Place the calls, then read each one's record back from Redis."""
+    results = await place(info, plan, stagger_s)
     recorder = RedisCallRecorder(info.redis_url)
     try:
         await asyncio.sleep(0.5)  # the gateway writes the call's end after the socket closes
-        records = [await recorder.get_call(c.meta.call_id) for c in calls]
+        records = [await recorder.get_call(call.meta.call_id) for _, call in plan]
     finally:
         await recorder.close()
-    return reports, records
+    return [r.report for r in results], records
 
 
 def print_call(console: Console, title: str, report: CallReport, record: dict | None) -> None:
@@ -88,7 +78,7 @@ def run_demo(settings: Settings, calls: int = 3, keep: bool = False,
         status(f"placing {calls} simulated call(s) through {info.media_url}")
     exit_code = 0
     try:
-        reports, records = asyncio.run(place_calls(info, simulated))
+        reports, records = asyncio.run(place_calls(info, list(zip(scenarios, simulated, strict=True))))
         latencies: list[float] = []
         for scenario, report, record in zip(scenarios, reports, records, strict=True):
             print_call(console, f"Call: {scenario.name}", report, record)

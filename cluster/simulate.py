@@ -17,11 +17,20 @@ from typing import Any
 
 from rich.console import Console
 
-from cluster.demo import percentile
 from cluster.runtime import ClusterError, ClusterInfo, read_info
 from cluster.scenarios import Scenario, build_call, load_scenarios
 from configs.settings import Settings
 from telephony.fork_client import CallReport, SimulatedCall, run_call
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """Linear-interpolated percentile (q in 0..1); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 @dataclass

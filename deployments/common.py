@@ -3,12 +3,9 @@ live-tunable batching through `user_config`, and health."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from configs.settings import ReplicaSettings, Settings
-
-log = logging.getLogger("callfleet.deployments")
 
 
 def settings_from(doc: dict[str, Any]) -> Settings:

@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from bots.minimal import BotReply, ConversationState, MinimalBot
@@ -60,7 +60,6 @@ class CallOutcome:
     escalation: str | None = None
     turns: int = 0
     barge_ins: int = 0
-    timings: list[TurnTiming] = field(default_factory=list)
 
 
 class CallSession:
@@ -189,7 +188,6 @@ class CallSession:
         first_audio = await self._say(reply)
         if first_audio is not None:
             timing.first_audio_ms = (first_audio - speech_end) * 1000
-        self.outcome.timings.append(timing)
         turn = {
             "n": self.state.turns,
             "caller": text,
