@@ -6,11 +6,14 @@
     callfleet demo      up, place a few simulated calls, print them, then stop what it started
     callfleet simulate  N concurrent simulated calls against a running cluster
     callfleet models    list, show, promote or roll back model versions in the registry
+    (and the commands of the modules in COMMAND_MODULES: bot, kb, train, eval, campaign, ...)
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import json
 import logging
 import os
@@ -20,8 +23,19 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from cluster.models_cli import add_models_parser
 from configs.settings import ConfigError, Settings, load_settings
+
+# Each module here exposes `register(subparsers)` and keeps its heavy imports inside its
+# command functions, so `callfleet --help` stays fast.
+COMMAND_MODULES = (
+    "cluster.models_cli",
+    "cluster.bot_cli",
+    "cluster.kb_cli",
+    "cluster.train_cli",
+    "cluster.campaign_cli",
+    "cluster.agents_cli",
+    "cluster.freeswitch_cli",
+)
 
 console = Console(stderr=True)
 if not console.is_terminal:
@@ -145,7 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds between call starts (default 0.25)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
     p.set_defaults(func=cmd_simulate)
-    add_models_parser(sub)
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(name) is not None:
+            importlib.import_module(name).register(sub)
     return parser
 
 

@@ -33,7 +33,7 @@ from rich.table import Table
 
 from training.registry import BUILD_COMMANDS, ModelNotFoundError, ModelRegistry, VersionInfo
 
-__all__ = ["HISTORY_FILE", "ModelsCommandError", "add_models_parser"]
+__all__ = ["HISTORY_FILE", "ModelsCommandError", "register"]
 
 log = logging.getLogger("callfleet.cluster.models_cli")
 
@@ -52,7 +52,7 @@ class ModelsCommandError(Exception):
 # -- parser ------------------------------------------------------------------------------
 
 
-def add_models_parser(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction) -> None:
     """Register ``models`` and its sub-commands on the top-level `subparsers`."""
     models = subparsers.add_parser(
         "models",

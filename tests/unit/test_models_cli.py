@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.models_cli import HISTORY_FILE, add_models_parser
+from cluster.models_cli import HISTORY_FILE, register
 from training.registry import ModelRegistry
 
 pytestmark = pytest.mark.unit
@@ -52,7 +52,7 @@ def _run(registry: ModelRegistry, *argv: str) -> int:
     parser = argparse.ArgumentParser(prog="callfleet")
     parser.add_argument("--config")
     sub = parser.add_subparsers(dest="command", required=True)
-    add_models_parser(sub)
+    register(sub)
     args = parser.parse_args(["models", "--registry", str(registry.root), *argv])
     return args.func(args)
 
@@ -169,7 +169,7 @@ def test_registry_path_comes_from_settings(registry, tmp_path, capsys) -> None:
     config.write_text(f"registry_path: {registry.root}\n")
     parser = argparse.ArgumentParser(prog="callfleet")
     parser.add_argument("--config")
-    add_models_parser(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["--config", str(config), "models", "list", "intent", "--json"])
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["registry"] == str(registry.root.resolve())
@@ -178,7 +178,7 @@ def test_registry_path_comes_from_settings(registry, tmp_path, capsys) -> None:
 def test_registry_option_is_accepted_after_the_action(registry, capsys) -> None:
     parser = argparse.ArgumentParser(prog="callfleet")
     parser.add_argument("--config")
-    add_models_parser(parser.add_subparsers(dest="command", required=True))
+    register(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["models", "list", "--registry", str(registry.root), "--json"])
     assert args.func(args) == 0
     assert json.loads(capsys.readouterr().out)["kinds"]["intent"]["current"] == "v0001"
