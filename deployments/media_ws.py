@@ -127,4 +127,10 @@ async def _read_metadata(ws: WebSocket, call_uuid: str, settings: GatewaySetting
 async def _close_when_finished(session: CallSession, out: WebSocketOut) -> None:
     """The bot ended the call (goodbye or hand-over): close the fork once it has been heard."""
     await session.finished.wait()
+    # tell FreeSWITCH what comes next: the module turns these into custom events the
+    # ESL controller acts on (hand the call to a person, or hang it up)
+    if session.outcome.escalation:
+        await out.send_text(media_fork.transfer(session.outcome.escalation))
+    else:
+        await out.send_text(media_fork.disconnect())
     await out.close(media_fork.CLOSE_NORMAL, session.outcome.reason)

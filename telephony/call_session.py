@@ -60,6 +60,7 @@ class CallOutcome:
     escalation: str | None = None
     turns: int = 0
     barge_ins: int = 0
+    dtmf: str = ""
 
 
 class CallSession:
@@ -142,9 +143,14 @@ class CallSession:
                 self._utterances.put_nowait((event, self.clock() - lag))
 
     def on_text(self, text: str) -> None:
-        mark = media_fork.parse_module_text(text)
-        if mark is not None:
-            self.playback.on_mark(mark)
+        event = media_fork.parse_module_text(text)
+        if isinstance(event, media_fork.DtmfEvent):
+            self.outcome.dtmf += event.digit
+            on_dtmf = getattr(self.bot, "on_dtmf", None)
+            if on_dtmf is not None:
+                self._utterances.put_nowait((event, self.clock()))
+        elif event is not None:
+            self.playback.on_mark(event)
 
     # ---- the conversation --------------------------------------------------------------
 
@@ -158,7 +164,10 @@ class CallSession:
         while True:
             utterance, speech_end = await self._utterances.get()
             try:
-                await self._turn(utterance, speech_end)
+                if isinstance(utterance, media_fork.DtmfEvent):
+                    await self._keypress(utterance.digit)
+                else:
+                    await self._turn(utterance, speech_end)
             except asyncio.CancelledError:
                 raise
             except Exception:  # a failed turn must not end the call
@@ -199,6 +208,18 @@ class CallSession:
             "timing": timing.__dict__,
         }
         await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
+        await self._after(reply)
+
+    async def _keypress(self, digit: str) -> None:
+        reply = self.bot.on_dtmf(self.state, digit)
+        if asyncio.iscoroutine(reply):
+            reply = await reply
+        await self._say(reply)
+        turn = {"n": self.state.turns, "dtmf": digit, "bot": reply.text, "bot_state": reply.state}
+        await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
+        await self._after(reply)
+
+    async def _after(self, reply: BotReply) -> None:
         if reply.end_call:
             self.outcome.escalation = reply.escalate
             self.outcome.reason = "escalated" if reply.escalate else "bot closed the call"

@@ -33,13 +33,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import re
 import secrets
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from email.utils import formatdate
 
@@ -49,8 +50,10 @@ __all__ = ["ApiHandler", "ESLServer"]
 
 logger = logging.getLogger(__name__)
 
-ApiHandler = Callable[[str, str], "str | None"]
-"""``(command, args) -> output``; ``None`` means "no such command"."""
+ApiHandler = Callable[[str, str], "str | None | Awaitable[str | None]"]
+"""``(command, args) -> output``; ``None`` means "no such command". A plain function runs
+in a worker thread; a coroutine function runs on the server's loop (it may take as long
+as the command does in FreeSWITCH, e.g. ``originate`` until answer)."""
 
 GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 SHUTDOWN = "The system is being shut down.\n"
@@ -126,6 +129,19 @@ class ESLServer:
             await asyncio.wait(list(self._handlers), timeout=2.0)
         await self._server.wait_closed()
         self._server = None
+
+    @property
+    def clients(self) -> int:
+        return len(self._conns)
+
+    def drop_connections(self) -> int:
+        """Cut every client's TCP connection without a goodbye, as a network failure or a
+        FreeSWITCH crash would. Returns how many were cut."""
+        conns = list(self._conns)
+        for conn in conns:
+            self._conns.discard(conn)
+            conn.writer.transport.abort()
+        return len(conns)
 
     async def fire_event(self, headers: dict[str, str], body: str = "") -> None:
         """Deliver an event to every connection subscribed to its Event-Name (or its
@@ -233,7 +249,10 @@ class ESLServer:
 
     async def _run_api(self, name: str, args: str) -> str:
         try:
-            output = await asyncio.to_thread(self._api, name, args)
+            if inspect.iscoroutinefunction(self._api):
+                output = await self._api(name, args)
+            else:
+                output = await asyncio.to_thread(self._api, name, args)
         except Exception:
             logger.exception("api handler failed", extra={"api_command": name})
             output = None

@@ -4,8 +4,11 @@ between utterances, as a live channel does), plays back what the bot sends like 
 jambonz bidirectional module (binary frames, marks, killAudio) or the drachtio module
 (playAudio), and records what happened with timings.
 
-Used by the demo, the integration tests and the latency benchmark. (The full FreeSWITCH
-simulator with ESL is its own piece of work.)
+Used by the demo, the integration tests and the latency benchmark, on its own (a fork
+with nobody behind it) or inside the simulated switch (`telephony.switch_sim`), which
+passes `ForkHooks` so that the module's custom events reach the ESL controller and
+``playAudio`` files are played only when the controller says ``uuid_broadcast``, as with
+the real module.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import contextlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from websockets.asyncio.client import connect
@@ -35,6 +38,43 @@ class CallerTurn:
     audio: np.ndarray  # int16 at the call's sample rate, speech trimmed at both ends
     text: str = ""  # what the caller says (for reports only; never sent)
     barge_in_after_s: float | None = None
+    silence_s: float = 0.0  # extra silence before this turn (tests no-input handling)
+    dtmf: str = ""  # keys pressed (after the speech, if any), one every 250 ms
+    hangup_after_s: float | None = None  # hang up this far into the turn (mid-sentence)
+
+
+class ForkHooks(Protocol):
+    """What the switch around a fork does with the module's side of the protocol."""
+
+    def connected(self, control: ForkControl) -> None: ...
+    def connect_failed(self, reason: str) -> None: ...
+    def play_audio(self, pcm: bytes, sample_rate: int) -> None: ...
+    def kill_audio(self) -> None: ...
+    def server_event(self, kind: str, data: Any) -> None: ...
+    def dtmf(self, digit: str) -> None: ...
+
+
+class ForkControl:
+    """The switch's hands on a live fork: play a file to the caller, stop playback,
+    send a text frame to the server (``uuid_audio_fork … send_text``)."""
+
+    def __init__(self, ws, far: _FarEnd, report: CallReport):
+        self._ws, self._far, self._report = ws, far, report
+
+    @property
+    def report(self) -> CallReport:
+        """The call's report so far (kept even if the fork is cut off)."""
+        return self._report
+
+    def play(self, pcm: bytes) -> None:
+        self._report.bot_audio.extend(pcm)
+        self._far.play(len(pcm))
+
+    def kill(self) -> None:
+        self._far.kill()
+
+    async def send_text(self, text: str) -> None:
+        await self._ws.send(text)
 
 
 @dataclass
@@ -44,6 +84,7 @@ class SimulatedCall:
     pause_s: float = 0.4  # caller's reaction time after the bot stops talking
     max_wait_s: float = 20.0  # give up waiting for the bot after this
     hangup_after_s: float = 2.0  # after the last turn, hang up if the bot stays silent
+    raw_metadata: str | None = None  # sent verbatim instead of meta.to_json() (switch sim)
 
 
 @dataclass
@@ -111,7 +152,12 @@ class _FarEnd:
         return fut
 
 
-async def run_call(url: str, call: SimulatedCall, subprotocol: str = media_fork.SUBPROTOCOL) -> CallReport:
+async def run_call(
+    url: str,
+    call: SimulatedCall,
+    subprotocol: str = media_fork.SUBPROTOCOL,
+    hooks: ForkHooks | None = None,
+) -> CallReport:
     """Place one simulated call against `ws://host:port/media/<uuid>`."""
     report = CallReport(call.meta.call_id)
     started = time.monotonic()
@@ -124,11 +170,13 @@ async def run_call(url: str, call: SimulatedCall, subprotocol: str = media_fork.
         async with connect(
             url, subprotocols=[subprotocol], max_size=2**22, open_timeout=10
         ) as ws:
-            await ws.send(call.meta.to_json())
+            await ws.send(call.raw_metadata or call.meta.to_json())
+            if hooks is not None:
+                hooks.connected(ForkControl(ws, far, report))
             sender = asyncio.create_task(_stream(ws, mic, mic_done, frame_bytes))
-            receiver = asyncio.create_task(_receive(ws, far, report))
+            receiver = asyncio.create_task(_receive(ws, far, report, hooks))
             try:
-                await _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sender)
+                await _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sender, hooks)
             finally:
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
@@ -142,6 +190,8 @@ async def run_call(url: str, call: SimulatedCall, subprotocol: str = media_fork.
             report.close_reason = report.close_reason or (ws.close_reason or "")
     except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError) as exc:
         report.error = f"{type(exc).__name__}: {exc}"
+        if hooks is not None and report.close_code is None and not report.hung_up_by:
+            hooks.connect_failed(type(exc).__name__)
     report.duration_s = time.monotonic() - started
     report.bot_audio_s = len(report.bot_audio) / 2 / rate
     return report
@@ -162,7 +212,7 @@ async def _stream(ws, mic: asyncio.Queue, mic_done: asyncio.Event, frame_bytes: 
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))
 
 
-async def _receive(ws, far: _FarEnd, report: CallReport) -> None:
+async def _receive(ws, far: _FarEnd, report: CallReport, hooks: ForkHooks | None = None) -> None:
     try:
         async for msg in ws:
             if isinstance(msg, bytes):
@@ -172,14 +222,22 @@ async def _receive(ws, far: _FarEnd, report: CallReport) -> None:
                 continue
             cmd = media_fork.parse_server_text(msg)
             if cmd.type == "playAudio":
-                pcm, _rate = cmd.audio()
+                pcm, rate = cmd.audio()
                 report.play_audio_messages += 1
-                report.bot_audio.extend(pcm)
-                far.play(len(pcm))
+                if hooks is not None:  # written to a file; plays on uuid_broadcast
+                    hooks.play_audio(pcm, rate)
+                else:
+                    report.bot_audio.extend(pcm)
+                    far.play(len(pcm))
             elif cmd.type == "killAudio":
                 report.kill_audio += 1
+                if hooks is not None:
+                    hooks.kill_audio()
                 for name in far.kill():
                     await ws.send(_mark_report(name, "cleared"))
+            elif hooks is not None and cmd.type in ("transfer", "disconnect", "transcription",
+                                                    "error", "json"):
+                hooks.server_event(cmd.type, cmd.data)
             elif cmd.type == "mark":
                 far.pending_marks.append((far.playing_until, cmd.data.get("name", "")))
                 asyncio.get_running_loop().call_later(
@@ -209,6 +267,22 @@ def _mark_report(name: str, event: str) -> str:
     return json.dumps({"type": "mark", "data": {"name": name, "event": event}})
 
 
+async def _speak(pcm: bytes, frame_bytes: int, mic, mic_done, receiver, sender) -> None:
+    pcm += bytes((-len(pcm)) % frame_bytes)
+    mic_done.clear()
+    for i in range(0, len(pcm), frame_bytes):
+        mic.put_nowait(pcm[i : i + frame_bytes])
+    await _until(mic_done, receiver, sender)
+
+
+async def _press(keys: str, hooks: ForkHooks | None) -> None:
+    """Keys reach the switch (which fires DTMF events), not the websocket."""
+    for key in keys:
+        if hooks is not None:
+            hooks.dtmf(key)
+        await asyncio.sleep(0.25)
+
+
 async def _wait_bot_quiet(far: _FarEnd, pause_s: float, max_wait_s: float, receiver) -> None:
     """Wait until the bot has been silent (nothing playing) for `pause_s`."""
     deadline = time.monotonic() + max_wait_s
@@ -228,7 +302,8 @@ async def _until(event: asyncio.Event, *tasks: asyncio.Task) -> None:
         waiter.cancel()
 
 
-async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sender) -> None:
+async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sender,
+                    hooks: ForkHooks | None = None) -> None:
     # the bot speaks first (greeting)
     greet = far.wait_first_audio(time.monotonic())
     with contextlib.suppress(asyncio.TimeoutError):
@@ -240,8 +315,22 @@ async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sen
             await _wait_bot_quiet(far, call.pause_s, call.max_wait_s, receiver)
         else:
             await asyncio.sleep(turn.barge_in_after_s)
+        if turn.silence_s:
+            await asyncio.sleep(turn.silence_s)
         if receiver.done():
             break
+        if turn.hangup_after_s is not None:
+            pcm = turn.audio[: int(turn.hangup_after_s * call.meta.sample_rate)]
+            await _speak(pcm.astype("<i2").tobytes(), frame_bytes, mic, mic_done, receiver, sender)
+            report.hung_up_by = "caller"
+            report.turn_latency_s.append(None)
+            return
+        if not len(turn.audio):  # keys only
+            await _press(turn.dtmf, hooks)
+            first = far.wait_first_audio(time.monotonic())
+            await asyncio.wait([first, receiver], timeout=call.max_wait_s,
+                               return_when=asyncio.FIRST_COMPLETED)
+            continue
         pcm = turn.audio.astype("<i2").tobytes()
         pcm += bytes((-len(pcm)) % frame_bytes)
         mic_done.clear()
@@ -252,6 +341,8 @@ async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sen
             report.turn_latency_s.append(None)  # cut off while speaking
             break
         speech_end = time.monotonic() - FRAME_MS / 1000
+        if turn.dtmf:
+            await _press(turn.dtmf, hooks)
         first = far.wait_first_audio(time.monotonic())
         await asyncio.wait([first, receiver], timeout=call.max_wait_s,
                            return_when=asyncio.FIRST_COMPLETED)

@@ -191,7 +191,15 @@ def clear_marks() -> str:
 
 
 def disconnect() -> str:
+    """The module fires ``mod_audio_fork::disconnect``; the controller hangs up."""
     return '{"type":"disconnect"}'
+
+
+def transfer(reason: str) -> str:
+    """The module fires ``mod_audio_fork::transfer`` carrying ``data``; the controller
+    hands the call to the skill router (the bot wants a person to take it)."""
+    return json.dumps({"type": "transfer", "data": {"reason": reason[:200]}},
+                      separators=(",", ":"))
 
 
 # ---- module -> server (after the metadata) ---------------------------------------------
@@ -203,8 +211,16 @@ class MarkEvent:
     event: Literal["playout", "cleared"]
 
 
-def parse_module_text(text: str) -> MarkEvent | None:
-    """Parse a text frame the module sends after the metadata (mark reports).
+@dataclass(frozen=True)
+class DtmfEvent:
+    """A key the caller pressed, passed on by the controller with ``send_text``."""
+
+    digit: str
+
+
+def parse_module_text(text: str) -> MarkEvent | DtmfEvent | None:
+    """Parse a text frame the module sends after the metadata (mark reports, and DTMF
+    the controller forwards through ``uuid_audio_fork … send_text``).
 
     Returns None for message types we do not act on; raises ProtocolError for non-JSON.
     """
@@ -217,6 +233,11 @@ def parse_module_text(text: str) -> MarkEvent | None:
     if not isinstance(doc, dict):
         raise ProtocolError("text frame must be a JSON object", CLOSE_INVALID_PAYLOAD)
     data = doc.get("data") or {}
+    if doc.get("type") == "dtmf" and isinstance(data, dict):
+        digit = data.get("digit")
+        if isinstance(digit, str) and len(digit) == 1 and digit in "0123456789*#ABCD":
+            return DtmfEvent(digit)
+        return None
     if doc.get("type") == "mark" and isinstance(data, dict):
         event = data.get("event")
         if isinstance(data.get("name"), str) and event in ("playout", "cleared"):
