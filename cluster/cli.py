@@ -120,7 +120,8 @@ def cmd_simulate(args) -> int:
 
     try:
         return run_simulation(_settings(args), calls=args.calls, scenario_file=args.scenario,
-                              stagger_s=args.stagger, as_json=args.json, console=console)
+                              stagger_s=args.stagger, as_json=args.json, console=console,
+                              via=args.via)
     except ScenarioError as exc:
         console.print(f"[red]{exc}[/red]")
         return 2
@@ -158,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stagger", type=float, default=0.25, metavar="S",
                    help="seconds between call starts (default 0.25)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    p.add_argument("--via", choices=["fork", "esl"], default="fork",
+                   help="fork: open media forks straight to the gateway; esl: originate each "
+                   "call through the ESL controller actor and a simulated FreeSWITCH (default fork)")
     p.set_defaults(func=cmd_simulate)
     for name in COMMAND_MODULES:
         if importlib.util.find_spec(name) is not None:

@@ -109,7 +109,8 @@ def ray_reachable(address: str) -> bool:
     return proc.returncode == 0
 
 
-def _connect(address: str) -> None:
+def connect_ray(address: str) -> None:
+    """Connect this process to a running CallFleet Ray cluster (idempotent)."""
     if address.split(":")[0] in ("127.0.0.1", "localhost"):
         # this driver must also see itself as 127.0.0.1; Ray reads the flag into a module
         # constant at import, so set both (private constant, Ray pinned to 2.60)
@@ -131,7 +132,7 @@ def deploy_app(settings: Settings, address: str, status: Status) -> None:
 
     from deployments.app import build_app
 
-    _connect(address)
+    connect_ray(address)
     serve.start(http_options={"host": settings.serve.host, "port": settings.serve.http_port})
     errors: list[BaseException] = []
 
@@ -239,7 +240,7 @@ def cluster_status(settings: Settings) -> dict[str, Any]:
         out["gateway"] = {"status": f"unreachable ({type(exc).__name__})"}
         out["running"] = False
     if ray_reachable(info.ray_address):
-        _connect(info.ray_address)
+        connect_ray(info.ray_address)
         from ray import serve
 
         app = serve.status().applications.get(info.app_name)
@@ -270,7 +271,7 @@ def down(settings: Settings, status: Status = print) -> list[str]:
         return stopped
     if ray_reachable(info.ray_address):
         try:
-            _connect(info.ray_address)
+            connect_ray(info.ray_address)
             from ray import serve
 
             status("shutting down the Serve app")

@@ -75,7 +75,7 @@ async def place(info: ClusterInfo, calls: list[tuple[Scenario, SimulatedCall]],
 
 def run_simulation(settings: Settings, calls: int, scenario_file: str | None = None,
                    stagger_s: float = 0.25, as_json: bool = False,
-                   console: Console | None = None) -> int:
+                   console: Console | None = None, via: str = "fork") -> int:
     from telephony.caller_voice import CallerVoice
 
     console = console or Console(stderr=True)
@@ -89,10 +89,26 @@ def run_simulation(settings: Settings, calls: int, scenario_file: str | None = N
         scenario = scenarios[i % len(scenarios)]
         plan.append((scenario, build_call(scenario, voice)))
     if not as_json:
-        console.print(f"placing {calls} call(s) through {info.media_url} …")
+        route = "the ESL controller and a simulated FreeSWITCH" if via == "esl" else info.media_url
+        console.print(f"placing {calls} call(s) through {route} …")
     started = time.monotonic()
-    results = asyncio.run(place(info, plan, stagger_s))
+    records: list[dict] = []
+    if via == "esl":
+        from cluster.runtime import connect_ray
+        from cluster.simulate_esl import place_via_esl
+
+        connect_ray(info.ray_address)  # in the main thread (Ray installs signal handlers)
+        results, records = asyncio.run(place_via_esl(settings, info, plan, stagger_s))
+    else:
+        results = asyncio.run(place(info, plan, stagger_s))
     summary = summarize(results, time.monotonic() - started)
+    if records:
+        summary["call_phases"] = {
+            " → ".join(p for p, _ in r["history"]): sum(
+                1 for x in records if x["history"] == r["history"]) for r in records}
+        summary["hangup_causes"] = {
+            c: sum(1 for r in records if r.get("hangup_cause") == c)
+            for c in {r.get("hangup_cause") for r in records}}
     if not as_json:
         for n, result in enumerate(results, 1):
             r = result.report
@@ -108,6 +124,8 @@ def run_simulation(settings: Settings, calls: int, scenario_file: str | None = N
             f"{summary['turn_latency_p50_s']:.2f} s, p95 {summary['turn_latency_p95_s']:.2f} s "
             f"over {summary['turns_answered']} turns ({summary['turns_over_1_5_s']} over 1.5 s)"
         )
+        if records:
+            console.print(f"ESL call records: {summary['hangup_causes']}")
     if as_json:
         print(json.dumps(summary))  # the last line of stdout, for scripts
     return 0 if summary["failed"] == 0 and summary["dropped"] == 0 else 1

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
@@ -104,6 +104,27 @@ class GatewaySettings(ReplicaSettings):
     num_cpus: float = 0.25
 
 
+class FreeswitchSettings(_Section):
+    """One FreeSWITCH server and how the ESL controller drives it (see docs/freeswitch.md)."""
+
+    host: str = Field("127.0.0.1", description="event socket address (keep it on a private network)")
+    port: int = Field(8021, ge=1, le=65535, description="event socket port")
+    password: SecretStr = Field(SecretStr("ClueCon"), description="event socket password: change it")
+    media_url: str = Field("ws://127.0.0.1:8000/media",
+                           description="media gateway route FreeSWITCH forks to; /<uuid> is appended")
+    fork_rate: Literal["8k", "16k"] = Field("16k", description="media fork sample rate")
+    playback: Literal["binary", "playAudio"] = Field(
+        "binary", description="binary L16 back (jambonz fork) or playAudio files (drachtio module)")
+    gateways: list[str] = Field(["carrier-a", "carrier-b"],
+                                description="carrier gateways for outbound calls, in failover order")
+    agent_context: str = Field("default", description="dialplan context of agent extensions")
+    fallback_extension: str | None = Field(
+        None, description="where a call goes when its media fork cannot connect (else hang up)")
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    command_timeout_s: float = Field(10.0, gt=0, le=300)
+    originate_slack_s: float = Field(15.0, ge=0, le=300, description="wait beyond the ring timeout")
+
+
 class ServeSettings(_Section):
     host: str = Field("127.0.0.1", description="HTTP proxy bind address")
     http_port: int = Field(8000, ge=1, le=65535)
@@ -138,6 +159,7 @@ class Settings(BaseSettings):
     emotion: EmotionSettings = Field(default_factory=EmotionSettings)
     tts: TTSSettings = Field(default_factory=TTSSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
+    freeswitch: FreeswitchSettings = Field(default_factory=FreeswitchSettings)
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:

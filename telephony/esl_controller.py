@@ -20,10 +20,9 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Literal, Protocol
+from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from configs.settings import FreeswitchSettings
 from telephony import esl_commands as cmd
 from telephony.call_control import (
     CARRIER_CAUSES,
@@ -34,7 +33,7 @@ from telephony.call_control import (
 from telephony.call_fsm import CallPhase, CallRecord, TransitionRefused
 from telephony.esl_bridge import ESLLinkError, GreenswitchLink, LinkSettings
 
-__all__ = ["CallRecordSink", "ControllerSettings", "ESLController"]
+__all__ = ["CallRecordSink", "ESLController"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,26 +46,6 @@ EVENTS = (
 )
 
 
-class ControllerSettings(BaseModel):
-    """How CallFleet reaches one FreeSWITCH server and what it asks of it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    host: str = Field("127.0.0.1", description="event socket address (keep it private)")
-    port: int = Field(8021, ge=1, le=65535, description="event socket port")
-    password: str = Field("ClueCon", description="event socket password; change it")
-    media_url: str = Field("ws://127.0.0.1:8000/media", description="gateway media route; /<uuid> is appended")
-    fork_rate: Literal["8k", "16k"] = "16k"
-    playback: Literal["binary", "playAudio"] = Field(
-        "binary", description="binary L16 back (jambonz fork) or playAudio files (drachtio)")
-    agent_context: str = Field("default", description="dialplan context of agent extensions")
-    fallback_extension: str | None = Field(
-        None, description="where a call goes when its media fork cannot connect (else hang up)")
-    connect_timeout_s: float = Field(5.0, gt=0)
-    command_timeout_s: float = Field(10.0, gt=0)
-    originate_slack_s: float = Field(15.0, ge=0, description="wait beyond the ring timeout")
-
-
 class CallRecordSink(Protocol):
     async def save(self, record: CallRecord) -> None: ...
 
@@ -77,7 +56,7 @@ Listener = Callable[[CallRecord, str], Awaitable[None] | None]
 class ESLController:
     """Implements `telephony.call_control.CallControl` over one FreeSWITCH server."""
 
-    def __init__(self, settings: ControllerSettings, sink: CallRecordSink | None = None) -> None:
+    def __init__(self, settings: FreeswitchSettings, sink: CallRecordSink | None = None) -> None:
         self.settings = settings
         self.calls: dict[str, CallRecord] = {}
         self._sink = sink
@@ -88,7 +67,7 @@ class ESLController:
         self._connected = asyncio.Event()
         self.resyncs = 0
         self._link = GreenswitchLink(
-            LinkSettings(settings.host, settings.port, settings.password, EVENTS,
+            LinkSettings(settings.host, settings.port, settings.password.get_secret_value(), EVENTS,
                          settings.connect_timeout_s, settings.command_timeout_s),
             on_event=self._on_event, on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
@@ -189,13 +168,14 @@ class ESLController:
         if record is not None:
             self._move(record, CallPhase.ESCALATED, "escalate")
 
-    async def start_media_fork(self, call_uuid: str, metadata: dict | None = None) -> None:
+    async def start_media_fork(self, call_uuid: str, metadata: dict | None = None,
+                               fork_rate: str | None = None) -> None:
         url = f"{self.settings.media_url.rstrip('/')}/{call_uuid}"
-        rate = 16000 if self.settings.fork_rate == "16k" else 8000
+        fork_rate = fork_rate if fork_rate in ("8k", "16k") else self.settings.fork_rate
+        rate = 16000 if fork_rate == "16k" else 8000
         meta = {"callId": call_uuid, "sampleRate": rate, "playback": self.settings.playback,
                 **(metadata or {})}
-        await self._api_ok(cmd.audio_fork_start(call_uuid, url, self.settings.fork_rate,
-                                                metadata=meta))
+        await self._api_ok(cmd.audio_fork_start(call_uuid, url, fork_rate, metadata=meta))
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -324,9 +304,12 @@ class ESLController:
             logger.warning("%s failed: %s", command.split(" ", 1)[0], exc)
 
     async def _fork_or_fail(self, record: CallRecord) -> None:
-        meta = {k: v for k, v in record.variables.items() if k.startswith("callfleet_")}
+        # channel variables callfleet_<key> become metadata keys (playback, campaign, …)
+        meta = {k[len("callfleet_"):]: v for k, v in record.variables.items()
+                if k.startswith("callfleet_") and k != "callfleet_fork_rate"}
         try:
-            await self.start_media_fork(record.call_uuid, {"direction": "outbound", **meta})
+            await self.start_media_fork(record.call_uuid, {"direction": "outbound", **meta},
+                                        record.variables.get("callfleet_fork_rate"))
         except CallControlError as exc:
             logger.warning("could not start the media fork: %s", exc)
             await self._rescue(record)

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from websockets.asyncio.server import serve
 
+from configs.settings import FreeswitchSettings as ControllerSettings
 from telephony import media_fork
 from telephony.call_control import CallControlError, OriginateRequest
 from telephony.call_fsm import CallPhase
 from telephony.channel_model import ChannelModel, GatewayModel
-from telephony.esl_controller import ControllerSettings, ESLController
+from telephony.esl_controller import ESLController
 from telephony.fork_client import CallerTurn, SimulatedCall
 from telephony.media_fork import ForkMetadata
 from telephony.switch_sim import SimulatedSwitch, parse_variables
