@@ -250,7 +250,10 @@ class ESLController:
             return
         if name == "CHANNEL_ANSWER":
             self._move(record, CallPhase.ANSWERED, name)
-            if record.direction == "outbound" and not record.variables.get("callfleet_no_fork"):
+            # ours to fork: calls we originated, and inbound calls the dialplan marked
+            # for a bot (configs/freeswitch/dialplan/callfleet.xml)
+            wanted = record.direction == "outbound" or "callfleet_bot" in record.variables
+            if wanted and not record.variables.get("callfleet_no_fork"):
                 self._spawn(self._fork_or_fail(record))
         elif name == "CHANNEL_BRIDGE":
             self._move(record, CallPhase.AGENT, name)
@@ -292,6 +295,8 @@ class ESLController:
             headers["Unique-ID"], headers.get("Call-Direction", "inbound"),
             destination=headers.get("Caller-Destination-Number", ""),
             caller_id=headers.get("Caller-Caller-ID-Number", ""),
+            variables={k[len("variable_"):]: v for k, v in headers.items()
+                       if k.startswith("variable_callfleet_")},
         )
         self.calls[record.call_uuid] = record
         self._changed(record, "CHANNEL_CREATE")
@@ -308,7 +313,7 @@ class ESLController:
         meta = {k[len("callfleet_"):]: v for k, v in record.variables.items()
                 if k.startswith("callfleet_") and k != "callfleet_fork_rate"}
         try:
-            await self.start_media_fork(record.call_uuid, {"direction": "outbound", **meta},
+            await self.start_media_fork(record.call_uuid, {"direction": record.direction, **meta},
                                         record.variables.get("callfleet_fork_rate"))
         except CallControlError as exc:
             logger.warning("could not start the media fork: %s", exc)

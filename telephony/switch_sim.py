@@ -245,21 +245,19 @@ class SimulatedSwitch:
         self.channels.pop(channel.uuid, None)
         self.finished.append(channel)
 
-    async def inbound_call(self, destination: str, media_url: str, caller: SimulatedCall,
-                           caller_id: str = "+15550100999") -> SimChannel:
-        """A call arrives for a bot number; the dialplan answers it and starts the fork
-        (see configs/freeswitch/dialplan)."""
+    async def inbound_call(self, destination: str, caller: SimulatedCall,
+                           bot: str = "inbound_shop", caller_id: str = "+15550100999") -> SimChannel:
+        """A call arrives for a bot number. The dialplan (configs/freeswitch/dialplan)
+        marks it ``callfleet_bot``, answers and parks it; the ESL controller then starts
+        its media fork, and `caller` talks on it."""
         call_uuid = caller.meta.call_id
         channel = SimChannel(self, call_uuid, "inbound", destination,
-                             {"origination_caller_id_number": caller_id})
+                             {"origination_caller_id_number": caller_id, "callfleet_bot": bot})
         self.channels[call_uuid] = channel
         self.sessions_total += 1
+        self.callers = _with_inbound(self.callers, call_uuid, caller)
         await channel.fire("CHANNEL_CREATE", **{"Answer-State": "ringing"})
         await channel.answer()
-        self.callers = _with_inbound(self.callers, call_uuid, caller)
-        meta = json.loads(caller.meta.to_json())
-        channel.start_fork(f"{media_url.rstrip('/')}/{call_uuid}", caller.meta.sample_rate,
-                           json.dumps(meta, separators=(",", ":")))
         return channel
 
     # -- api ------------------------------------------------------------------------

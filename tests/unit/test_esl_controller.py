@@ -204,3 +204,14 @@ def test_channel_model_is_seeded_and_honours_rates():
     assert 0.45 < kinds.count("ANSWER") / 2000 < 0.55
     assert 0.16 < kinds.count("USER_BUSY") / 2000 < 0.24
     assert model.draw(rng, "nowhere", 30).kind == "NO_ROUTE_DESTINATION"
+
+
+async def test_inbound_call_to_a_bot_number_is_forked_by_the_controller(rig):
+    switch, ctl, peer = await rig(fast())
+    caller = keys_caller("1")("+15550100101", UUID, 16000, "person")
+    await switch.inbound_call("+15550100101", caller, bot="inbound_shop")
+    await wait_for(lambda: UUID in ctl.calls and ctl.calls[UUID].ended)
+    record = ctl.calls[UUID]
+    assert record.direction == "inbound"
+    assert [p for p, _ in record.history] == ["ringing", "answered", "bot", "ended"]
+    assert peer.metadata[0]["direction"] == "inbound" and peer.metadata[0]["bot"] == "inbound_shop"

@@ -1,0 +1,103 @@
+"""Call load: N concurrent simulated calls (default 1, 4, 8, 16, 32) through a running
+cluster; per level the turn latency p50/p95 (end of caller speech → first bot audio at
+the caller), the share of turns over 1.5 s, completed / failed / dropped calls and the
+machine's CPU use. Reports the largest N that keeps p95 ≤ 1.5 s with no dropped call.
+
+    callfleet up
+    python benchmarks/call_load.py                       # media forks straight to the gateway
+    python benchmarks/call_load.py --via esl --levels 1 4 8
+    python benchmarks/call_load.py --json                # last line: one JSON object
+
+Calls come from the shipped scenarios (configs/scenarios/default.yaml), voiced by the
+simulated caller voice; a level's calls start `--stagger` seconds apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cluster.runtime import connect_ray, read_info  # noqa: E402
+from cluster.scenarios import build_call, load_scenarios  # noqa: E402
+from cluster.simulate import place, summarize  # noqa: E402
+from configs.settings import load_settings  # noqa: E402
+from telephony.caller_voice import CallerVoice  # noqa: E402
+
+TARGET_P95_S = 1.5
+
+
+def run_level(settings, info, scenarios, voice, n: int, stagger_s: float, via: str) -> dict:
+    plan = [(scenarios[i % len(scenarios)], build_call(scenarios[i % len(scenarios)], voice))
+            for i in range(n)]
+    psutil.cpu_percent(None)
+    started = time.monotonic()
+    if via == "esl":
+        from cluster.simulate_esl import place_via_esl
+
+        results, _records = asyncio.run(place_via_esl(settings, info, plan, stagger_s))
+    else:
+        results = asyncio.run(place(info, plan, stagger_s))
+    cpu = psutil.cpu_percent(None)
+    out = summarize(results, time.monotonic() - started)
+    answered = out["turns_answered"]
+    out["share_over_1_5_s"] = round(out["turns_over_1_5_s"] / answered, 3) if answered else None
+    out["cpu_percent"] = cpu
+    out["concurrent_calls"] = n
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 8, 16, 32])
+    parser.add_argument("--stagger", type=float, default=0.5, help="seconds between call starts")
+    parser.add_argument("--via", choices=["fork", "esl"], default="fork")
+    parser.add_argument("--scenario", help="scenario YAML (default: the shipped one)")
+    parser.add_argument("--json", action="store_true", help="only the JSON line on stdout")
+    args = parser.parse_args()
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings = load_settings(None)
+    info = read_info(settings)
+    if info is None:
+        print("no running cluster: start one with `callfleet up`", file=sys.stderr)
+        return 2
+    if args.via == "esl":
+        connect_ray(info.ray_address)
+    scenarios = load_scenarios(args.scenario)
+    voice = CallerVoice()
+    levels = []
+    for n in args.levels:
+        level = run_level(settings, info, scenarios, voice, n, args.stagger, args.via)
+        levels.append(level)
+        print(f"{n:>3} calls: p50 {level['turn_latency_p50_s']:.2f} s  p95 "
+              f"{level['turn_latency_p95_s']:.2f} s  over 1.5 s {level['share_over_1_5_s']}  "
+              f"completed {level['completed']}/{n}  failed {level['failed']}  dropped "
+              f"{level['dropped']}  cpu {level['cpu_percent']:.0f} %", file=sys.stderr)
+    ok = [lv["concurrent_calls"] for lv in levels
+          if lv["turn_latency_p95_s"] <= TARGET_P95_S and lv["dropped"] == 0 and lv["failed"] == 0]
+    best = max(ok) if ok else 0
+    result = {
+        "benchmark": "call_load",
+        "via": args.via,
+        "machine": f"{platform.machine()} {psutil.cpu_count()} cpu(s)",
+        "levels": levels,
+        "max_calls_p95_under_1_5_s": best,
+    }
+    print(f"largest N with p95 ≤ {TARGET_P95_S} s and no dropped call: {best}", file=sys.stderr)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
