@@ -251,7 +251,7 @@ class _Parser:
         self.tokens = _tokenize(text)
         self.i = 0
         self.depth = 0
-        self.paths: set[str] = set()
+        self.paths: dict[str, int] = {}  # dotted path -> column of its first use
 
     def peek(self, offset: int = 0) -> _Token:
         return self.tokens[min(self.i + offset, len(self.tokens) - 1)]
@@ -319,7 +319,7 @@ class _Parser:
             while self.peek().kind == ".":
                 self.advance()
                 parts.append(self.expect("name", "a name after '.'").value)
-            self.paths.add(".".join(parts))
+            self.paths.setdefault(".".join(parts), tok.pos)
             return _Path(tok.pos, tuple(parts))
         if tok.kind in ("(", "[", "not", "-"):
             if tok.kind == "not" and min_bp > _NOT:
@@ -356,10 +356,12 @@ class _Parser:
 class Expression:
     """A parsed condition: parse once when the script loads, evaluate on every turn."""
 
-    def __init__(self, text: str, root: _Node, variables: frozenset[str]) -> None:
+    def __init__(self, text: str, root: _Node, positions: Mapping[str, int]) -> None:
         self.text = text
         self._root = root
-        self.variables = variables  # dotted paths used, for a script checker
+        self.variables = frozenset(positions)  # dotted paths used, for a script checker
+        #: 0-based column of each path's first use, so a checker can point at it
+        self.variable_positions: dict[str, int] = dict(positions)
 
     def evaluate(self, variables: Mapping[str, Any], *, strict: bool = True) -> Any:
         """Value of the condition; a missing path raises `UnknownVariable` unless not
@@ -382,7 +384,7 @@ def parse(text: str) -> Expression:
         raise ExpressionError("empty expression", text, 0)
     parser = _Parser(text)
     root = parser.parse()
-    return Expression(text, root, frozenset(parser.paths))
+    return Expression(text, root, parser.paths)
 
 
 def evaluate(text: str, variables: Mapping[str, Any], *, strict: bool = True) -> Any:

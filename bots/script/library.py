@@ -1,0 +1,143 @@
+"""The scripts a process serves, swapped only when a new version is valid.
+
+Loading is validate-then-swap: a new version is parsed and checked completely before it
+replaces the one in service; a broken one is rejected with its precise problems and the
+previous version keeps serving. Calls already running keep the exact version they started
+with (`get(name, version=...)`), as long as it is among the last `keep_versions` loaded,
+so an edit never changes a script under a caller's feet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bots.script.loader import Script, load_script
+from bots.script.problems import ScriptError, ScriptProblem
+
+__all__ = ["BotScriptSettings", "LoadReport", "ScriptLibrary", "UnknownScript"]
+
+log = logging.getLogger("callfleet.bots.library")
+
+
+class BotScriptSettings(BaseModel):
+    """Where the bot scripts come from and how they reach their services (a settings
+    section; escalation rules are `bots.escalation.EscalationSettings`)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    scripts_dir: str = Field("bots/scripts", description="folder of bot scripts (*.yaml)")
+    inbound_script: str = Field("inbound_shop", description="bot name that answers inbound calls")
+    services: dict[str, str] = Field(
+        default_factory=dict,
+        description="base URL per service name, overriding the scripts' own "
+                    "(e.g. {orders: http://orders.internal:8765})")
+    reload_interval_s: float = Field(10.0, ge=0, le=3600,
+                                     description="check scripts for changes this often (0 = never)")
+    keep_versions: int = Field(5, ge=1, le=100,
+                               description="old versions kept for calls that started on them")
+
+
+class UnknownScript(LookupError):
+    """No script of that name (or that version) is loaded."""
+
+
+@dataclass(frozen=True)
+class LoadReport:
+    """What one (re)load did: `swapped` False means the previous version still serves."""
+
+    name: str | None
+    file: str
+    swapped: bool
+    version: str | None = None
+    previous: str | None = None
+    problems: list[ScriptProblem] = field(default_factory=list)
+
+
+class ScriptLibrary:
+    """Scripts by bot name; thread-safe; old versions kept (bounded) for running calls."""
+
+    def __init__(self, functions: frozenset[str] | set[str] | None = None,
+                 keep_versions: int = 5) -> None:
+        self.functions = frozenset(functions) if functions is not None else None
+        self.keep_versions = keep_versions
+        self._lock = threading.Lock()
+        self._current: dict[str, Script] = {}
+        self._versions: dict[str, OrderedDict[str, Script]] = {}
+        self._files: dict[str, tuple[str, float]] = {}  # file -> (bot name, mtime)
+        self.last_errors: dict[str, list[ScriptProblem]] = {}  # file -> problems of last failure
+
+    def load(self, path: str | os.PathLike) -> LoadReport:
+        """Validate `path` and make it the serving version of its bot; on any problem keep
+        the previous version and report why (never raises for a bad script)."""
+        file = str(Path(path))
+        try:
+            mtime = Path(file).stat().st_mtime
+        except OSError:
+            mtime = 0.0
+        try:
+            script = load_script(file, self.functions)
+        except ScriptError as exc:
+            with self._lock:
+                self.last_errors[file] = exc.problems
+                known = self._files.get(file)
+                name = known[0] if known else None
+                previous = self._current[name].sha if name in self._current else None
+            log.warning("bot script %s rejected (%d problem(s)); %s", file, len(exc.errors),
+                        f"version {previous} keeps serving" if previous else "nothing loaded")
+            return LoadReport(name, file, False, None, previous, exc.problems)
+        with self._lock:
+            previous_script = self._current.get(script.name)
+            self._current[script.name] = script
+            versions = self._versions.setdefault(script.name, OrderedDict())
+            versions[script.sha] = script
+            versions.move_to_end(script.sha)
+            while len(versions) > self.keep_versions:
+                versions.popitem(last=False)
+            self._files[file] = (script.name, mtime)
+            self.last_errors.pop(file, None)
+        previous = previous_script.sha if previous_script else None
+        if previous != script.sha:
+            log.info("bot script %s version %s now serving (was %s)", script.name, script.sha,
+                     previous or "none")
+        return LoadReport(script.name, file, True, script.sha, previous, list(script.warnings))
+
+    def load_dir(self, folder: str | os.PathLike) -> list[LoadReport]:
+        return [self.load(p) for p in sorted(Path(folder).glob("*.yaml"))]
+
+    def refresh(self) -> list[LoadReport]:
+        """Reload the files that changed on disk since they were last loaded."""
+        reports = []
+        for file, (_, mtime) in list(self._files.items()):
+            try:
+                changed = Path(file).stat().st_mtime != mtime
+            except OSError:
+                changed = False  # a deleted file keeps its last good version serving
+            if changed:
+                reports.append(self.load(file))
+        return reports
+
+    def get(self, name: str, version: str | None = None) -> Script:
+        """The serving script, or a specific version a running call started on (falls back
+        to the serving one when that version has been evicted)."""
+        with self._lock:
+            if name not in self._current:
+                raise UnknownScript(f"no bot script named '{name}' is loaded "
+                                    f"(loaded: {sorted(self._current) or 'none'})")
+            if version is not None:
+                found = self._versions.get(name, {}).get(version)
+                if found is not None:
+                    return found
+                log.warning("bot %s version %s is no longer kept; using the serving version",
+                            name, version)
+            return self._current[name]
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._current)
