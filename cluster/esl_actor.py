@@ -59,12 +59,17 @@ class RedisCallRecordSink:
 class ESLControllerActor:
     """Async Ray actor around one ESLController."""
 
-    def __init__(self, settings: dict[str, Any], redis_url: str | None) -> None:
+    def __init__(self, settings: dict[str, Any], redis_url: str | None,
+                 floor: dict[str, Any] | None = None) -> None:
         from telephony.esl_controller import ESLController
 
         self.settings = FreeswitchSettings.model_validate(settings)
         self.sink = RedisCallRecordSink(redis_url) if redis_url else None
         self.controller = ESLController(self.settings, self.sink)
+        if floor is not None and redis_url:
+            from cluster.floor import FloorHooks
+
+            self.controller.add_listener(FloorHooks(redis_url, floor["dialer_name"]))
         self._started = False
 
     async def _ensure(self) -> None:
@@ -82,8 +87,14 @@ class ESLControllerActor:
         result = await self.controller.originate(OriginateRequest.model_validate(request))
         return result.model_dump()
 
-    async def transfer(self, call_uuid: str, extension: str) -> None:
-        await self.controller.transfer(call_uuid, extension)
+    async def transfer(self, call_uuid: str, extension: str, context: str | None = None) -> None:
+        await self.controller.transfer(call_uuid, extension, context)
+
+    async def connect_bot(self, call_uuid: str) -> None:
+        await self.controller.connect_bot(call_uuid)
+
+    async def play_and_hangup(self, call_uuid: str, wav_path: str, duration_s: float) -> None:
+        await self.controller.play_and_hangup(call_uuid, wav_path, duration_s)
 
     async def bridge(self, call_uuid: str, other_uuid: str) -> None:
         await self.controller.bridge(call_uuid, other_uuid)
@@ -111,8 +122,10 @@ def actor_name(settings: FreeswitchSettings) -> str:
     return f"esl-controller:{settings.host}:{settings.port}"
 
 
-def get_controller(settings: FreeswitchSettings, redis_url: str | None):
-    """The named controller actor for this FreeSWITCH server (created when missing)."""
+def get_controller(settings: FreeswitchSettings, redis_url: str | None,
+                   floor: dict[str, Any] | None = None):
+    """The named controller actor for this FreeSWITCH server (created when missing;
+    `floor` wires its call events to the router and dialer, see cluster.floor)."""
     import ray
 
     actor_cls = ray.remote(ESLControllerActor).options(
@@ -121,7 +134,18 @@ def get_controller(settings: FreeswitchSettings, redis_url: str | None):
     )
     doc = settings.model_dump()
     doc["password"] = settings.password.get_secret_value()
-    return actor_cls.remote(doc, redis_url)
+    return actor_cls.remote(doc, redis_url, floor)
+
+
+class make_remote_control:  # noqa: N801 - used like a function: a picklable factory
+    """`() -> RemoteCallControl` for actors that need call control (the dialer)."""
+
+    def __init__(self, settings_doc: dict[str, Any]):
+        self.doc = settings_doc
+
+    def __call__(self) -> RemoteCallControl:
+        fs = FreeswitchSettings.model_validate(self.doc["freeswitch"])
+        return RemoteCallControl(get_controller(fs, self.doc.get("redis_url")))
 
 
 class RemoteCallControl:
@@ -137,7 +161,7 @@ class RemoteCallControl:
             await self.handle.originate.remote(request.model_dump()))
 
     async def transfer(self, call_uuid: str, extension: str, context: str = "default") -> None:
-        await _remote(self.handle.transfer.remote(call_uuid, extension))
+        await _remote(self.handle.transfer.remote(call_uuid, extension, context))
 
     async def bridge(self, call_uuid: str, other_uuid: str) -> None:
         await _remote(self.handle.bridge.remote(call_uuid, other_uuid))

@@ -68,6 +68,23 @@ def _ray_bin() -> str:
 # "cluster mode" is off; with it off, the head, workers and drivers all use 127.0.0.1.
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
+# Ray 2.60 turns token authentication on by itself for some clusters (any `ray.init()`
+# that starts one writes ~/.ray/auth_token; a later `ray start` then requires it) but a
+# driver only sends the token when the mode is set in its environment. So the mode is
+# always explicit: token auth on, for the head, its workers and every driver we start.
+AUTH_ENV = {"RAY_AUTH_MODE": "token"}
+
+
+def ensure_auth_token() -> None:
+    """Create Ray's cluster token (~/.ray/auth_token) once, if it does not exist."""
+    token = Path.home() / ".ray" / "auth_token"
+    if token.exists() or os.environ.get("RAY_AUTH_TOKEN"):
+        return
+    proc = subprocess.run([_ray_bin(), "get-auth-token", "--generate"], capture_output=True,
+                          text=True, env=_ray_env(), timeout=60)
+    if proc.returncode != 0 or not token.exists():
+        raise ClusterError("could not create Ray's auth token (`ray get-auth-token --generate`)")
+
 
 def _loopback(settings_ip: str) -> dict[str, str]:
     return LOOPBACK_ENV if settings_ip in ("127.0.0.1", "localhost") else {}
@@ -76,6 +93,7 @@ def _loopback(settings_ip: str) -> dict[str, str]:
 def _ray_env(node_ip: str = "127.0.0.1") -> dict[str, str]:
     env = dict(os.environ)
     env.update(_loopback(node_ip))
+    env.update(AUTH_ENV)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -91,6 +109,7 @@ def start_ray_head(settings: Settings) -> str:
     ]
     if r.num_cpus:
         cmd.append(f"--num-cpus={r.num_cpus}")
+    ensure_auth_token()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_ray_env(r.node_ip), timeout=180)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
@@ -111,6 +130,7 @@ def ray_reachable(address: str) -> bool:
 
 def connect_ray(address: str) -> None:
     """Connect this process to a running CallFleet Ray cluster (idempotent)."""
+    os.environ.update(AUTH_ENV)
     if address.split(":")[0] in ("127.0.0.1", "localhost"):
         # this driver must also see itself as 127.0.0.1; Ray reads the flag into a module
         # constant at import, so set both (private constant, Ray pinned to 2.60)
@@ -224,7 +244,59 @@ def up(settings: Settings, status: Status = print,
     status("deploying the Serve app (loading models)")
     deploy_app(settings, address, status)
     wait_http(info.http_url)
+    status("deploying the REST API at /api")
+    deploy_api(settings)
+    start_floor_actors(settings, status)
     return info
+
+
+def deploy_api(settings: Settings) -> None:
+    from ray import serve
+
+    from configs.settings import settings_doc
+    from deployments.api.ingress import build_api_app
+
+    serve.run(build_api_app(settings_doc(settings)), name=f"{settings.serve.app_name}-api",
+              route_prefix="/api", blocking=False)
+
+
+FLOOR_ACTORS = ("callfleet-router", "callfleet-freeswitch-sim")
+
+
+def start_floor_actors(settings: Settings, status: Status) -> None:
+    """The simulated FreeSWITCH (when configured), then the ESL controller, skill router
+    and dialer actors (cluster/floor.py)."""
+    from cluster.floor import start_floor
+
+    if settings.freeswitch.simulate:
+        from cluster.switch_actor import start_simulator
+
+        status(f"starting the FreeSWITCH simulator on {settings.freeswitch.host}:"
+               f"{settings.freeswitch.port}")
+        start_simulator(settings)
+    status("starting the floor: ESL controller, skill router, dialer")
+    actors = start_floor(settings)
+    import ray
+
+    try:
+        ray.get(actors["controller"].ready.remote(15.0), timeout=30)
+    except Exception as exc:  # a real switch may come later; the controller keeps trying
+        status(f"ESL controller not connected yet ({type(exc).__name__}); it keeps retrying")
+
+
+def stop_floor_actors(settings: Settings) -> None:
+    """Detached actors outlive `serve.shutdown`; on a cluster we did not start they must
+    be stopped by name."""
+    import ray
+
+    from cluster.esl_actor import actor_name
+
+    names = [*FLOOR_ACTORS, settings.dialer.actor_name, actor_name(settings.freeswitch)]
+    for name in names:
+        try:
+            ray.kill(ray.get_actor(name, namespace="callfleet"), no_restart=True)
+        except ValueError:
+            pass
 
 
 def cluster_status(settings: Settings) -> dict[str, Any]:
@@ -274,7 +346,8 @@ def down(settings: Settings, status: Status = print) -> list[str]:
             connect_ray(info.ray_address)
             from ray import serve
 
-            status("shutting down the Serve app")
+            status("stopping the floor actors and the Serve apps")
+            stop_floor_actors(settings)
             serve.shutdown()
             stopped.append("serve")
         except Exception as exc:  # keep stopping the rest

@@ -16,6 +16,14 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+# sections owned by their packages (pydantic-only modules, cheap to import)
+from bots.escalation import EscalationSettings  # noqa: E402
+from bots.kb.settings import KnowledgeBaseSettings  # noqa: E402
+from bots.script.library import BotScriptSettings  # noqa: E402
+from cluster.dialer.settings import DialerSettings  # noqa: E402
+from cluster.routing.settings import RoutingSettings  # noqa: E402
+from cluster.webhooks import WebhookSettings  # noqa: E402
+
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 
 
@@ -99,7 +107,8 @@ class GatewaySettings(ReplicaSettings):
     max_metadata_bytes: int = Field(8192, ge=256, le=65536)
     max_frame_bytes: int = Field(16384, ge=320, le=1 << 20, description="largest binary frame")
     playout_lead_ms: int = Field(100, ge=20, le=2000, description="audio sent ahead of playout")
-    max_turns: int = Field(12, ge=1, le=500, description="hang up politely after this many turns")
+    no_input_s: float = Field(7.0, ge=1, le=120, description="caller silent this long after the "
+                              "bot finished: the script's no-input handling runs")
     vad: VADSettings = Field(default_factory=VADSettings)
     num_cpus: float = 0.25
 
@@ -123,6 +132,22 @@ class FreeswitchSettings(_Section):
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
     command_timeout_s: float = Field(10.0, gt=0, le=300)
     originate_slack_s: float = Field(15.0, ge=0, le=300, description="wait beyond the ring timeout")
+    simulate: bool = Field(True, description="`callfleet up` starts the FreeSWITCH simulator on "
+                           "host:port (set false to drive a real FreeSWITCH)")
+    sim_answer_rate: float = Field(0.7, ge=0, le=1, description="simulator: share of callees who answer")
+    sim_busy_rate: float = Field(0.1, ge=0, le=1, description="simulator: share who are busy")
+    sim_ring_s: tuple[float, float] = Field((1.0, 4.0), description="simulator: ring time range")
+    sim_scenarios: str | None = Field(
+        None, description="simulator: callee scenarios YAML (default configs/scenarios/outbound.yaml)")
+
+
+class ApiSettings(_Section):
+    """The REST API and agent feed (`/api/...`): who may call it."""
+
+    api_key: SecretStr | None = Field(
+        None, description="supervisor/integration key (Bearer); None = agent tokens only")
+    feed_auth_timeout_s: float = Field(5.0, gt=0, le=60, description="websocket: time to authenticate")
+    feed_ping_s: float = Field(20.0, gt=0, le=300, description="websocket: keep-alive ping")
 
 
 class ServeSettings(_Section):
@@ -160,6 +185,13 @@ class Settings(BaseSettings):
     tts: TTSSettings = Field(default_factory=TTSSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
     freeswitch: FreeswitchSettings = Field(default_factory=FreeswitchSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    dialer: DialerSettings = Field(default_factory=DialerSettings)
+    kb: KnowledgeBaseSettings = Field(default_factory=KnowledgeBaseSettings)
+    bots: BotScriptSettings = Field(default_factory=BotScriptSettings)
+    escalation: EscalationSettings = Field(default_factory=EscalationSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")
     def _resolve_paths(self) -> Settings:
@@ -186,6 +218,28 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # environment beats the YAML file (passed as init kwargs)
         return env_settings, init_settings
+
+
+def settings_doc(settings: Settings) -> dict[str, Any]:
+    """Settings as plain JSON for actors and replicas, secrets revealed (they need them;
+    pydantic would mask SecretStr as '**********'). Never log this dict."""
+
+    def reveal(value: Any) -> Any:
+        if isinstance(value, SecretStr):
+            return value.get_secret_value()
+        if isinstance(value, BaseModel):
+            return {k: reveal(getattr(value, k)) for k in type(value).model_fields}
+        if isinstance(value, dict):
+            return {k: reveal(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [reveal(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    import json
+
+    return json.loads(json.dumps(reveal(settings), default=str))
 
 
 def _format_error(err: dict[str, Any]) -> str:

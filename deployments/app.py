@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
-from configs.settings import Settings, load_settings
+from configs.settings import Settings, load_settings, settings_doc
 from deployments.asr import ASRDeployment
 from deployments.common import actor_options, batch_user_config
 from deployments.emotion import EmotionDeployment
@@ -31,7 +31,7 @@ def _pinned_version(settings: Settings, kind: str, wanted: str) -> str:
 
 
 def build_app(settings: Settings) -> Application:
-    doc = settings.model_dump(mode="json")
+    doc = settings_doc(settings)
     intent_version = _pinned_version(settings, "intent", settings.intent.version)
     emotion_version = _pinned_version(settings, "emotion", settings.emotion.version)
 

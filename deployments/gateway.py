@@ -18,9 +18,13 @@ from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from cluster.call_state import RedisCallRecorder
+from cluster.webhooks import WebhookSender
+from deployments.bot_actions import FloorActions
+from deployments.bot_registry import BotRegistry
 from deployments.common import settings_from
 from deployments.engines.tts import split_sentences
 from deployments.media_ws import serve_media_fork
+from deployments.metrics import MeteredRecorder
 
 app = FastAPI(title="CallFleet media gateway")
 
@@ -66,19 +70,30 @@ class MediaGateway:
         if not self.cfg.redis_url:
             raise ValueError("redis_url is not set: the gateway keeps call context in Redis")
         self.models = ServeTurnModels(asr, intent, emotion, tts)
-        self.recorder = RedisCallRecorder(self.cfg.redis_url, ttl_s=self.cfg.call_ttl_s)
+        self.recorder = MeteredRecorder(
+            RedisCallRecorder(self.cfg.redis_url, ttl_s=self.cfg.call_ttl_s))
         self.active: set[str] = set()
+        self.bots = BotRegistry(self.cfg)
+        webhooks = WebhookSender(self.cfg.webhooks) if self.cfg.webhooks.urls else None
+        self.actions = FloorActions(self.cfg.redis_url, webhooks)
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
         intent = await self.models.intent_h.info.remote()
-        return {"status": "ok", "active_calls": len(self.active), "intent_model": intent["version"]}
+        return {"status": "ok", "active_calls": len(self.active), "intent_model": intent["version"],
+                **self.bots.status()}
+
+    @app.get("/metrics/turns")
+    async def turn_metrics(self) -> dict[str, Any]:
+        """p50/p95 per turn stage over this replica's recent turns."""
+        return self.recorder.summary()
 
     @app.websocket("/media/{call_uuid}")
     async def media(self, ws: WebSocket, call_uuid: str) -> None:
         self.active.add(call_uuid)
         try:
-            await serve_media_fork(ws, call_uuid, self.cfg.gateway, self.models, self.recorder)
+            await serve_media_fork(ws, call_uuid, self.cfg.gateway, self.models, self.recorder,
+                                   self.bots, self.actions)
         finally:
             self.active.discard(call_uuid)
 

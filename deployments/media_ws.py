@@ -61,6 +61,8 @@ async def serve_media_fork(
     settings: GatewaySettings,
     models: TurnModels,
     recorder: CallRecorder,
+    bots,
+    actions=None,
 ) -> str:
     """Run one fork; returns why it ended."""
     out = WebSocketOut(ws)
@@ -81,7 +83,13 @@ async def serve_media_fork(
         await out.close(media_fork.CLOSE_POLICY, "no metadata received")
         return "no metadata"
 
-    session = CallSession(meta, models, out, recorder, settings)
+    try:
+        bot = await bots.for_call(meta)
+    except Exception as exc:  # no usable script at all: say so on the fork, end it
+        log.error("no bot for this call: %s", exc)
+        await out.close(media_fork.CLOSE_INTERNAL_ERROR, "no bot script available")
+        return "no bot"
+    session = CallSession(meta, models, out, recorder, settings, bot, actions)
     reason = "caller hung up"
     watcher: asyncio.Task | None = None
     try:
@@ -130,7 +138,8 @@ async def _close_when_finished(session: CallSession, out: WebSocketOut) -> None:
     # tell FreeSWITCH what comes next: the module turns these into custom events the
     # ESL controller acts on (hand the call to a person, or hang it up)
     if session.outcome.escalation:
-        await out.send_text(media_fork.transfer(session.outcome.escalation))
+        await out.send_text(media_fork.transfer(session.outcome.escalation,
+                                                session.outcome.transfer))
     else:
         await out.send_text(media_fork.disconnect())
     await out.close(media_fork.CLOSE_NORMAL, session.outcome.reason)

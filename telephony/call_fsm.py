@@ -56,6 +56,7 @@ class CallRecord:
     hangup_cause: str | None = None
     dtmf: str = ""
     variables: dict[str, str] = field(default_factory=dict)
+    escalation: dict[str, Any] = field(default_factory=dict)  # from the bot's transfer
     created_at: float = field(default_factory=time.time)
     answered_at: float | None = None
     ended_at: float | None = None

@@ -1,6 +1,7 @@
 """One call's conversation loop: audio in → VAD → ASR → intent ∥ emotion → bot → TTS →
-audio out, with barge-in. Runs as asyncio tasks inside the media gateway; it knows the
-models only through the `TurnModels` protocol, so it is tested without Ray.
+audio out, with barge-in, DTMF and no-input. Runs as asyncio tasks inside the media
+gateway; it knows the models only through the `TurnModels` protocol and the bot through
+the script engine's API (`bots.script.ScriptBot`), so it is tested without Ray.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bots.minimal import BotReply, ConversationState, MinimalBot
+from bots.script.engine import ScriptBot
+from bots.script.state import DialogState
+from bots.script.turns import BotTurn, Say, Transfer, TurnInput, action_to_dict
 from configs.settings import GatewaySettings
 from telephony import codecs, media_fork
 from telephony.playback import AudioOut, Playback
@@ -33,6 +36,14 @@ class TurnModels(Protocol):
     async def intent(self, text: str) -> dict[str, Any]: ...
     async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> dict[str, Any]: ...
     def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]: ...
+
+
+class ActionSink(Protocol):
+    """Carries out the bot's side effects (do-not-call, tickets, webhooks, …)."""
+
+    async def started(self, meta: media_fork.ForkMetadata, state: DialogState) -> None: ...
+    async def carry_out(self, meta: media_fork.ForkMetadata, state: DialogState,
+                        actions: tuple) -> None: ...
 
 
 class CallRecorder(Protocol):
@@ -58,6 +69,7 @@ class TurnTiming:
 class CallOutcome:
     reason: str = "caller hung up"
     escalation: str | None = None
+    transfer: dict[str, Any] | None = None  # what the agent should know (reason, skills, …)
     turns: int = 0
     barge_ins: int = 0
     dtmf: str = ""
@@ -73,7 +85,8 @@ class CallSession:
         out: AudioOut,
         recorder: CallRecorder,
         settings: GatewaySettings,
-        bot: MinimalBot | None = None,
+        bot: ScriptBot,
+        actions: ActionSink | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
         self.meta = meta
@@ -81,13 +94,17 @@ class CallSession:
         self.out = out
         self.recorder = recorder
         self.settings = settings
-        self.bot = bot or MinimalBot(max_turns=settings.max_turns)
+        self.bot = bot
+        self.actions = actions
         self.clock = clock
         mode = meta.playback or settings.playback
         self.playback = Playback(out, mode, meta.sample_rate, settings.playout_lead_ms, clock=clock)
         self.endpointer = Endpointer(meta.sample_rate, settings.vad)
         self.baseline = ProsodyBaseline()
-        self.state = ConversationState(customer=dict(meta.customer))
+        extra = meta.extra or {}
+        self.state = bot.new_state(call_id=meta.call_id, customer=meta.customer,
+                                   campaign=meta.campaign, direction=meta.direction,
+                                   variant=extra.get("variant"))
         self.outcome = CallOutcome()
         self.finished = asyncio.Event()  # set when the bot has ended the call
         self._samples_in = 0
@@ -100,10 +117,14 @@ class CallSession:
     async def start(self) -> None:
         context = await self.recorder.call_started(self.meta)
         if context.get("state"):
-            # the fork moved to this replica mid-call: resume where the call was
-            self.state = ConversationState.from_dict(context["state"])
-        else:
-            await self._say(self.bot.greeting(self.state))
+            # the fork moved to this replica mid-call: resume where the call was (the
+            # bot repeats its current question)
+            self.state = DialogState.from_dict(context["state"])
+        elif self.actions is not None:
+            await self.actions.started(self.meta, self.state)
+        opening = await self.bot.start(self.state)
+        await self._say(opening)
+        await self._done_with(opening)
         self._worker = asyncio.create_task(self._turns())
 
     async def close(self, reason: str | None = None) -> CallOutcome:
@@ -162,8 +183,17 @@ class CallSession:
 
     async def _turns(self) -> None:
         while True:
-            utterance, speech_end = await self._utterances.get()
             try:
+                utterance, speech_end = await asyncio.wait_for(
+                    self._utterances.get(), self.settings.no_input_s)
+            except asyncio.TimeoutError:
+                if self.playback.active or self.endpointer.in_speech or self.finished.is_set():
+                    continue
+                utterance, speech_end = None, self.clock()
+            try:
+                if utterance is None:
+                    await self._silence()
+                    continue
                 if isinstance(utterance, media_fork.DtmfEvent):
                     await self._keypress(utterance.digit)
                 else:
@@ -173,7 +203,7 @@ class CallSession:
             except Exception:  # a failed turn must not end the call
                 log.exception("turn failed", extra={"call_id": self.meta.call_id})
                 with contextlib.suppress(Exception):
-                    await self._say(BotReply(_SORRY))
+                    await self._say(BotTurn(segments=(Say(_SORRY),)))
 
     async def _turn(self, utterance: UtteranceEnded, speech_end: float) -> None:
         timing = TurnTiming(endpoint_ms=self._ms(speech_end))
@@ -192,7 +222,7 @@ class CallSession:
             self.models.emotion(text, relative.get("loudness_z"), relative.get("pitch_z")),
         )
         timing.nlu_ms = self._ms(speech_end)
-        reply = self.bot.respond(self.state, intent, emotion)
+        reply = await self.bot.on_turn(self.state, TurnInput(text, intent, emotion))
         timing.bot_ms = self._ms(speech_end)
         first_audio = await self._say(reply)
         if first_audio is not None:
@@ -205,28 +235,44 @@ class CallSession:
             "prosody": {"loudness_db": prosody.loudness_db, "pitch_hz": prosody.pitch_hz, **relative},
             "bot": reply.text,
             "bot_state": reply.state,
+            "actions": [action_to_dict(a) for a in reply.actions],
             "timing": timing.__dict__,
         }
         await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
-        await self._after(reply)
+        await self._done_with(reply)
 
     async def _keypress(self, digit: str) -> None:
-        reply = self.bot.on_dtmf(self.state, digit)
-        if asyncio.iscoroutine(reply):
-            reply = await reply
+        reply = await self.bot.on_dtmf(self.state, digit)
         await self._say(reply)
-        turn = {"n": self.state.turns, "dtmf": digit, "bot": reply.text, "bot_state": reply.state}
+        turn = {"n": self.state.turns, "dtmf": digit, "bot": reply.text, "bot_state": reply.state,
+                "actions": [action_to_dict(a) for a in reply.actions]}
         await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
-        await self._after(reply)
+        await self._done_with(reply)
 
-    async def _after(self, reply: BotReply) -> None:
+    async def _silence(self) -> None:
+        reply = await self.bot.on_no_input(self.state)
+        await self._say(reply)
+        turn = {"n": self.state.turns, "no_input": True, "bot": reply.text, "bot_state": reply.state}
+        await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
+        await self._done_with(reply)
+
+    async def _done_with(self, reply: BotTurn) -> None:
+        """Carry out the turn's side effects; end the bot's part when the script says so."""
+        if reply.actions and self.actions is not None:
+            await self.actions.carry_out(self.meta, self.state, reply.actions)
         if reply.end_call:
-            self.outcome.escalation = reply.escalate
-            self.outcome.reason = "escalated" if reply.escalate else "bot closed the call"
+            transfers = reply.of_type(Transfer)
+            if transfers:
+                t = transfers[0]
+                self.outcome.escalation = t.reason
+                self.outcome.transfer = {"reason": t.reason, "skills": list(t.skills),
+                                         "priority": t.priority, "brief": t.brief,
+                                         "rule": t.escalation_reason}
+            self.outcome.reason = "escalated" if transfers else "bot closed the call"
             await self.playback.drained()
             self.finished.set()
 
-    async def _say(self, reply: BotReply) -> float | None:
+    async def _say(self, reply: BotTurn) -> float | None:
         """Synthesize sentence by sentence and queue each as soon as it is ready; return
         the wall time of the first frame on the wire."""
         generation = self._generation

@@ -168,6 +168,23 @@ class ESLController:
         if record is not None:
             self._move(record, CallPhase.ESCALATED, "escalate")
 
+    async def connect_bot(self, call_uuid: str) -> None:
+        """Start the media fork of an answered call (the dialer's choice to connect it)."""
+        record = self.calls.get(call_uuid)
+        if record is None or record.ended:
+            raise CallControlError("no such live call", retryable=False)
+        await self._fork_or_fail(record)
+
+    async def play_and_hangup(self, call_uuid: str, wav_path: str, duration_s: float) -> None:
+        """Play a recorded message (e.g. the abandonment information message) and hang up
+        once it has played."""
+        await self._api_ok(f"uuid_broadcast {cmd.uuid_arg(call_uuid)} {wav_path} aleg")
+        await asyncio.sleep(duration_s + 0.3)
+        try:
+            await self.hangup(call_uuid, "NORMAL_CLEARING")
+        except CallControlError:
+            pass  # the callee hung up first
+
     async def start_media_fork(self, call_uuid: str, metadata: dict | None = None,
                                fork_rate: str | None = None) -> None:
         url = f"{self.settings.media_url.rstrip('/')}/{call_uuid}"
@@ -252,7 +269,11 @@ class ESLController:
             self._move(record, CallPhase.ANSWERED, name)
             # ours to fork: calls we originated, and inbound calls the dialplan marked
             # for a bot (configs/freeswitch/dialplan/callfleet.xml)
-            wanted = record.direction == "outbound" or "callfleet_bot" in record.variables
+            # (a dialer's call waits: the dialer decides between bot and info message)
+            if record.direction == "outbound":
+                wanted = "callfleet_campaign" not in record.variables
+            else:
+                wanted = "callfleet_bot" in record.variables
             if wanted and not record.variables.get("callfleet_no_fork"):
                 self._spawn(self._fork_or_fail(record))
         elif name == "CHANNEL_BRIDGE":
@@ -285,6 +306,11 @@ class ESLController:
         elif kind == "kill_audio":
             self._spawn(self._forward(f"uuid_break {call_uuid} all"))
         elif kind == "transfer":
+            try:  # what the bot says about the hand-over: reason, skills, priority, brief
+                data = json.loads(headers.get("data") or "{}")
+            except ValueError:
+                data = {}
+            record.escalation = data if isinstance(data, dict) else {}
             self._move(record, CallPhase.ESCALATED, subclass)
         elif kind == "disconnect" and record.phase is CallPhase.BOT:
             # the bot has said goodbye and closed its side: end the call

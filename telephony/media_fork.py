@@ -195,11 +195,12 @@ def disconnect() -> str:
     return '{"type":"disconnect"}'
 
 
-def transfer(reason: str) -> str:
+def transfer(reason: str, details: dict[str, Any] | None = None) -> str:
     """The module fires ``mod_audio_fork::transfer`` carrying ``data``; the controller
-    hands the call to the skill router (the bot wants a person to take it)."""
-    return json.dumps({"type": "transfer", "data": {"reason": reason[:200]}},
-                      separators=(",", ":"))
+    hands the call to the skill router (the bot wants a person to take it). `details`:
+    skills, priority and the brief for the agent."""
+    data = {**(details or {}), "reason": reason[:200]}
+    return json.dumps({"type": "transfer", "data": data}, separators=(",", ":"))
 
 
 # ---- module -> server (after the metadata) ---------------------------------------------

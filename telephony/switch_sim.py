@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import re
 import shutil
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +47,9 @@ __all__ = ["CallerScript", "SimChannel", "SimulatedSwitch"]
 
 logger = logging.getLogger(__name__)
 
-CallerScript = Callable[[str, str, int, str], "SimulatedCall | None"]
-"""``(destination, call_uuid, sample_rate, kind) -> call``; kind is "person" or
-"machine". None: a caller who says nothing and hangs up after a while."""
+CallerScript = Callable[[str, str, int, str], "SimulatedCall | None | Awaitable[SimulatedCall | None]"]
+"""``(destination, call_uuid, sample_rate, kind) -> call`` (or a coroutine giving it);
+kind is "person" or "machine". None: a caller who says nothing and hangs up."""
 
 _DIAL = re.compile(r"^(?:\{(?P<vars>.*?)(?<!\\)\})?sofia/gateway/(?P<gw>[^/\s]+)/(?P<num>\S+)$")
 FORK = "mod_audio_fork::"
@@ -96,6 +97,7 @@ class SimChannel:
         self.transferred_to: str | None = None
         self.bridged_to: str | None = None
         self.fork_events: list[str] = []
+        self.broadcasts: list[str] = []  # files played with uuid_broadcast
         self.control: ForkControl | None = None
         self.fork_rate = 8000
         self._fork: asyncio.Task | None = None
@@ -179,6 +181,8 @@ class SimChannel:
 
     async def _run_fork(self, url: str, rate: int, metadata: str | None) -> None:
         call = self.switch.callers(self.destination, self.uuid, rate, self.kind)
+        if inspect.isawaitable(call):
+            call = await call
         if call is None:
             call = SimulatedCall(ForkMetadata(self.uuid, rate), turns=[], hangup_after_s=3.0)
         call.raw_metadata = metadata or ForkMetadata(self.uuid, rate).to_json()
@@ -337,12 +341,13 @@ class SimulatedSwitch:
         channel = self.channels.get(parts[0]) if parts else None
         if channel is None or len(parts) < 2:
             return "-USAGE: <uuid> <path> [aleg|bleg|both]\n"
-        if channel.control is None:
-            return "-ERR Operation Failed\n"
         try:
             samples, rate = await asyncio.to_thread(read_wav, parts[1])
         except (OSError, ValueError):
             return "-ERR Operation Failed\n"
+        channel.broadcasts.append(parts[1])
+        if channel.control is None:  # no fork: the callee hears it, nobody records it
+            return "+OK Message queued\n"
         if rate != channel.fork_rate:  # FreeSWITCH resamples a file to the channel's rate
             samples = codecs.resample(samples, rate, channel.fork_rate)
         channel.control.play(samples.astype("<i2").tobytes())

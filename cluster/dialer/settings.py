@@ -13,6 +13,8 @@ class DialerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    max_bot_calls: int = Field(8, ge=1, le=100_000,
+                               description="bot calls the floor takes at once (pacing stays under it)")
     tick_s: float = Field(1.0, gt=0.01, le=60.0, description="seconds between pacing decisions")
     answer_poll_s: float = Field(0.1, gt=0.0, le=1.0,
                                  description="how often an answered call re-checks for a free slot")

@@ -118,10 +118,8 @@ def test_batch_transcribes_past_30_seconds(tiny):
 
 def test_too_short_or_empty_audio_is_answered_without_the_model(tiny):
     for audio in (np.zeros(0, dtype=np.float32), np.zeros(1599, dtype=np.float32)):
-        started = time.perf_counter()
         result = tiny.transcribe(audio)
-        assert time.perf_counter() - started < 0.01
-        assert result.text == "" and result.elapsed_s == 0.0
+        assert result.text == "" and result.elapsed_s == 0.0  # the model never ran
 
 
 def test_unknown_model_gives_a_helpful_error(tmp_path):

@@ -1,0 +1,263 @@
+"""The floor: the Ray actors that run calls once they leave the bot's hands, wired
+together.
+
+- the ESL controller actor (`cluster.esl_actor`) tells the floor what happens to calls:
+  a bot asked for a person → the skill router gets an escalation; a call ended → the
+  router frees its agent and the dialer records the outcome;
+- the skill router actor (`RouterService`) runs the one dispatching `SkillRouter`: it
+  offers calls to agents (webhooks + feed) and transfers accepted ones through the
+  controller;
+- the dialer actor (`cluster.dialer.actor`) originates through the controller, asks
+  `FloorCapacity` what the floor can take, and hands answered calls to `EslAnswers`.
+
+All state lives in Redis; each actor is detached, named and restartable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from configs.settings import Settings, settings_doc
+
+__all__ = ["EslAnswers", "FloorCapacity", "FloorHooks", "RouterService", "start_floor"]
+
+logger = logging.getLogger(__name__)
+
+NAMESPACE = "callfleet"
+ROUTER_NAME = "callfleet-router"
+
+
+def _settings(doc: dict[str, Any]) -> Settings:
+    return Settings.model_validate(doc)
+
+
+def _actor(name: str):
+    import ray
+
+    try:
+        return ray.get_actor(name, namespace=NAMESPACE)
+    except ValueError:
+        return None
+
+
+class FloorHooks:
+    """Runs inside the controller actor: passes call events on to the router and dialer."""
+
+    def __init__(self, redis_url: str, dialer_name: str):
+        self.redis_url = redis_url
+        self.dialer_name = dialer_name
+
+    async def __call__(self, record, what: str) -> None:
+        from telephony.call_fsm import CallPhase
+
+        try:
+            if record.phase is CallPhase.ESCALATED and what.endswith("transfer"):
+                await self._escalate(record)
+            elif record.phase is CallPhase.ENDED:
+                await self._ended(record)
+        except Exception:  # the floor being down must not break call control
+            logger.exception("floor hook failed for %s", what)
+
+    async def _escalate(self, record) -> None:
+        router = _actor(ROUTER_NAME)
+        if router is None:
+            logger.warning("a call wants a person but no skill router is running")
+            return
+        context = await self._call_context(record.call_uuid)
+        esc = record.escalation or {}
+        customer = context.get("customer") or {}
+        request = {
+            "call_uuid": record.call_uuid,
+            "reason": str(esc.get("reason") or "bot asked for a person")[:200],
+            "priority": int(esc.get("priority") or 0),
+            "skills": esc.get("skills") or {},
+            "vip": bool(esc.get("vip") or customer.get("vip") or customer.get("tier") == "vip"),
+            "brief": str(esc.get("brief") or "")[:4000],
+            "transcript": [{"caller": t.get("caller"), "bot": t.get("bot")}
+                           for t in context.get("turns", [])],
+            "intents": [t.get("intent") or {} for t in context.get("turns", [])],
+            "emotions": [t.get("emotion") or {} for t in context.get("turns", [])],
+            "customer": customer,
+            "campaign_id": record.variables.get("callfleet_campaign"),
+        }
+        await router.escalate.remote(request)
+
+    async def _ended(self, record) -> None:
+        router = _actor(ROUTER_NAME)
+        if router is not None:
+            await router.call_ended.remote(record.call_uuid)
+        if record.variables.get("callfleet_campaign") and record.answered_at is not None:
+            dialer = _actor(self.dialer_name)
+            if dialer is not None:
+                escalated = any(p in ("escalated", "agent") for p, _ in record.history)
+                await dialer.call_ended.remote(record.call_uuid, record.hangup_cause
+                                               or "NORMAL_CLEARING", escalated)
+
+    async def _call_context(self, call_uuid: str) -> dict[str, Any]:
+        from cluster.call_state import RedisCallRecorder
+
+        recorder = RedisCallRecorder(self.redis_url)
+        try:
+            return await recorder.get_call(call_uuid) or {}
+        except Exception:
+            return {}
+        finally:
+            await recorder.close()
+
+
+class RouterService:
+    """The dispatching skill router, as an async Ray actor."""
+
+    def __init__(self, settings: dict[str, Any]):
+        from cluster.esl_actor import RemoteCallControl, get_controller
+        from cluster.routing import RedisFeedPublisher, RoutingStore, SkillRouter, WebhookNotifier
+        from cluster.webhooks import WebhookSender
+
+        cfg = _settings(settings)
+        self.store = RoutingStore(cfg.redis_url)
+        self.sender = WebhookSender(cfg.webhooks)
+        control = RemoteCallControl(get_controller(cfg.freeswitch, cfg.redis_url))
+        self.router = SkillRouter(
+            self.store, control, cfg.routing,
+            sinks=[RedisFeedPublisher(self.store), WebhookNotifier(self.sender)],
+            on_overflow=self._overflow)
+        self.control = control
+        self._stop = asyncio.Event()
+        self._task = asyncio.get_event_loop().create_task(self.router.run(self._stop))
+
+    async def escalate(self, request: dict[str, Any]) -> dict[str, Any]:
+        from cluster.routing import EscalationRequest
+
+        result = await self.router.escalate(EscalationRequest.model_validate(request))
+        return result.model_dump(mode="json")
+
+    async def call_ended(self, call_uuid: str) -> None:
+        await self.router.call_ended(call_uuid)
+
+    async def _overflow(self, decision) -> None:
+        """Nobody could take the call in time: end it politely (a callback is the
+        campaign's to schedule; voicemail needs a voicemail extension in the dialplan)."""
+        logger.info("escalation overflow: %s (%s)", decision.action, decision.reason)
+        try:
+            if decision.action == "voicemail":
+                await self.control.transfer(decision.call_uuid, "voicemail")
+            else:
+                await self.control.hangup(decision.call_uuid, "NORMAL_CLEARING")
+        except Exception as exc:
+            logger.warning("overflow action failed: %s", exc)
+
+    async def check_health(self) -> None:
+        if self._task.done():
+            raise RuntimeError("router loop stopped")
+
+    async def shutdown(self) -> None:
+        self._stop.set()
+        await asyncio.wait([self._task], timeout=10)
+        await self.sender.aclose()
+
+
+class FloorCapacity:
+    """What the floor can take now: bot slots (configured concurrent bot calls minus the
+    live ones the controller has) and available agents (from the router's Redis)."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.cfg = _settings(settings)
+        self._router = None
+
+    async def free_bot_slots(self) -> int:
+        from cluster.esl_actor import get_controller
+
+        status = await get_controller(self.cfg.freeswitch, self.cfg.redis_url).status.remote()
+        return max(0, self.cfg.dialer.max_bot_calls - int(status["live_calls"]))
+
+    async def free_agents(self) -> int | None:
+        """Online available agents with spare capacity; None when nobody is logged in
+        (then no human takes escalations and the pace ignores agents)."""
+        from cluster.routing import AgentState, RoutingStore, SkillRouter
+
+        if self._router is None:
+            self._router = SkillRouter(RoutingStore(self.cfg.redis_url), dispatch=False)
+        agents = [a for a in await self._router.list_agents() if a.online]
+        if not agents:
+            return None
+        return sum(1 for a in agents if a.state == AgentState.AVAILABLE
+                   and a.load < a.profile.concurrency)
+
+
+class EslAnswers:
+    """Answered dialer calls: connect them to the bot, or play the information message."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.cfg = _settings(settings)
+
+    def _controller(self):
+        from cluster.esl_actor import get_controller
+
+        return get_controller(self.cfg.freeswitch, self.cfg.redis_url)
+
+    async def connect(self, call_uuid: str, lead, campaign) -> None:
+        await self._controller().connect_bot.remote(call_uuid)
+
+    async def play_info_message(self, call_uuid: str, campaign) -> None:
+        path, seconds = await self._prompt(campaign)
+        await self._controller().play_and_hangup.remote(call_uuid, str(path), seconds)
+
+    async def _prompt(self, campaign) -> tuple[Path, float]:
+        """The campaign's recorded information message (a WAV under <state_dir>/prompts).
+        When it has not been recorded yet, one is synthesized once by the TTS deployment,
+        naming the seller and the call-back number as the TSR requires. FreeSWITCH must
+        see the same path: share the prompts folder (docs/freeswitch.md)."""
+        import numpy as np
+        from ray import serve
+
+        from telephony.wav import write_wav
+
+        folder = self.cfg.state_dir / "prompts"
+        name = campaign.compliance.info_message or f"{campaign.id}-info.wav"
+        path = Path(name) if Path(name).is_absolute() else folder / name
+        if not path.exists():
+            number = " ".join(campaign.caller_id_number.lstrip("+"))
+            text = (f"Hello, this is {campaign.caller_id_name or campaign.name}. Sorry we missed "
+                    f"you. To hear about our offer, please call us back on {number}. Goodbye.")
+            tts = serve.get_deployment_handle("tts", app_name=self.cfg.serve.app_name)
+            pcm = await tts.synthesize.remote(text, 8000)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(write_wav, path, np.frombuffer(pcm, dtype="<i2"), 8000)
+        seconds = max(0.5, (path.stat().st_size - 44) / 2 / 8000)
+        return path, seconds
+
+
+def start_floor(settings: Settings) -> dict[str, Any]:
+    """Start (or find) the controller, router and dialer actors for `settings`."""
+    import ray
+
+    from cluster.dialer.actor import start_dialer
+    from cluster.esl_actor import get_controller, make_remote_control
+
+    doc = settings_doc(settings)
+    controller = get_controller(settings.freeswitch, settings.redis_url,
+                                floor={"dialer_name": settings.dialer.actor_name})
+    router = ray.remote(RouterService).options(
+        name=ROUTER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        max_restarts=-1, num_cpus=0, max_concurrency=1000).remote(doc)
+    dialer = start_dialer(
+        settings.redis_url,
+        call_control_factory=make_remote_control(doc),
+        capacity_factory=_Factory(FloorCapacity, doc),
+        answers_factory=_Factory(EslAnswers, doc),
+        settings=settings.dialer,
+    )
+    return {"controller": controller, "router": router, "dialer": dialer}
+
+
+class _Factory:
+    """A picklable `() -> obj` for actor constructors (run again after each restart)."""
+
+    def __init__(self, cls, doc: dict[str, Any]):
+        self.cls, self.doc = cls, doc
+
+    def __call__(self):
+        return self.cls(self.doc)

@@ -1,0 +1,112 @@
+"""The REST API ingress (Serve application ``callfleet-api`` at ``/api``): agents and
+their feed, campaigns and leads, and knowledge-base search for the agent UI.
+
+Stateless like the media gateway: agents, offers and campaigns live in Redis; accepting
+an offer transfers the call through the ESL controller actor. Offers themselves are made
+by the one dispatching router (`cluster.floor.RouterService`); this replica's router only
+changes state (``dispatch=False``).
+
+(No `from __future__ import annotations`: FastAPI must see real annotations through
+Serve's class-based ingress.)
+"""
+
+import asyncio
+from typing import Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from ray import serve
+
+from deployments.api.agents import AgentApi, AgentApiSettings, build_agents_router
+from deployments.api.campaigns import build_campaigns_router
+from deployments.common import settings_from
+
+app = FastAPI(title="CallFleet API", description="Agents, campaigns and knowledge base.")
+
+
+class _Replica:
+    """What the routes of this process use (set by the replica's constructor)."""
+
+    agent_api: AgentApi | None = None
+    dialer_store = None
+    kb = None
+    agents = None
+
+
+def _dialer_store():
+    if _Replica.dialer_store is None:
+        raise HTTPException(503, "API not ready")
+    return _Replica.dialer_store
+
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+async def _any_user(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+    """Knowledge-base search: any agent token or the supervisor key."""
+    api = _Replica.agent_api
+    if api is None:
+        raise HTTPException(503, "API not ready")
+    if cred is None:
+        raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+    key = api.settings.api_key.get_secret_value() if api.settings.api_key else None
+    import secrets
+
+    if key and secrets.compare_digest(cred.credentials.encode(), key.encode()):
+        return "supervisor"
+    agent = await api.service.authenticate(cred.credentials)
+    if agent is None:
+        raise HTTPException(401, "invalid token", headers={"WWW-Authenticate": "Bearer"})
+    return agent
+
+
+app.include_router(build_agents_router(lambda: _Replica.agent_api))
+
+
+@app.get("/healthz")
+async def healthz() -> dict[str, Any]:
+    return {"status": "ok" if _Replica.agent_api is not None else "starting"}
+
+
+@app.get("/kb/search")
+async def kb_search(q: str = Query(min_length=1, max_length=500), top: int = Query(3, ge=1, le=20),
+                    _user: str = Depends(_any_user)) -> list[dict[str, Any]]:
+    if _Replica.kb is None:
+        raise HTTPException(503, "knowledge base unavailable")
+    hits = await asyncio.to_thread(_Replica.kb.search, q, top)
+    return [h.model_dump(mode="json") for h in hits]
+
+
+@serve.deployment(name="api", max_ongoing_requests=1000)
+@serve.ingress(app)
+class ApiIngress:
+    def __init__(self, settings: dict[str, Any]):
+        from bots.kb import KnowledgeBase
+        from cluster.dialer.store import DialerStore
+        from cluster.esl_actor import RemoteCallControl, get_controller
+        from cluster.routing import FeedHub, RedisFeedPublisher, RoutingStore, SkillRouter
+
+        cfg = settings_from(settings)
+        store = RoutingStore(cfg.redis_url)
+        control = RemoteCallControl(get_controller(cfg.freeswitch, cfg.redis_url))
+        router = SkillRouter(store, control, cfg.routing, sinks=[RedisFeedPublisher(store)],
+                             dispatch=False)
+        api_settings = AgentApiSettings(
+            api_key=cfg.api.api_key, feed_auth_timeout_s=cfg.api.feed_auth_timeout_s,
+            feed_ping_s=cfg.api.feed_ping_s)
+        _Replica.agent_api = AgentApi(router, api_settings, FeedHub(cfg.redis_url))
+        _Replica.dialer_store = DialerStore(cfg.redis_url)
+        try:
+            _Replica.kb = KnowledgeBase.load(cfg.kb.model_copy(update={"mode": "bm25"}),
+                                             state_dir=cfg.state_dir)
+        except Exception:
+            _Replica.kb = None
+        app.include_router(build_campaigns_router(_dialer_store, cfg.dialer))
+
+    async def check_health(self) -> None:
+        if _Replica.agent_api is None:
+            raise RuntimeError("API not initialised")
+
+
+def build_api_app(settings_doc: dict[str, Any]):
+    return ApiIngress.bind(settings_doc)

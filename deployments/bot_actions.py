@@ -1,0 +1,77 @@
+"""What the gateway does with a bot's side effects, turn by turn (the `ActionSink` of
+`telephony.call_session`): do-not-call at once, tickets and callbacks into Redis,
+webhook messages out, A/B conversions counted. A transfer is not handled here: it ends
+the bot's part of the call and goes to FreeSWITCH (and so to the skill router) through
+the fork, see deployments/media_ws.py.
+
+A failing action is logged (without personal data) and the call goes on.
+"""
+
+import json
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from bots.script.turns import Callback, DoNotCall, Outcome, Ticket, WebhookMessage, action_to_dict
+from cluster.conversation_store import RedisConversionCounter
+from cluster.dialer.store import DialerStore
+from cluster.webhooks import WebhookSender
+
+log = logging.getLogger("callfleet.actions")
+
+TICKETS = "cf:tickets"
+CALLBACKS = "cf:callbacks"
+
+
+class FloorActions:
+    def __init__(self, redis_url: str, webhooks: WebhookSender | None = None):
+        self.redis = aioredis.from_url(redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.dialer = DialerStore(redis_url)
+        self.conversions = RedisConversionCounter(self.redis)
+        self.webhooks = webhooks
+
+    async def started(self, meta, state) -> None:
+        if meta.campaign and state.variant:
+            await self._safe(self.conversions.record_call(meta.campaign, state.variant,
+                                                          meta.call_id), "A/B count")
+
+    async def carry_out(self, meta, state, actions) -> None:
+        for action in actions:
+            await self._safe(self._one(meta, state, action), type(action).__name__)
+
+    async def _one(self, meta, state, action) -> None:
+        extra = meta.extra or {}
+        if isinstance(action, DoNotCall):
+            phone = await self._phone(meta)
+            if phone:
+                await self.dialer.add_dnc([phone])  # a person's wish: every campaign
+                log.info("do-not-call request applied (call %s)", meta.call_id)
+        elif isinstance(action, Ticket):
+            doc = {**action_to_dict(action), "call_id": meta.call_id, "at": time.time()}
+            await self.redis.rpush(TICKETS, json.dumps(doc))
+        elif isinstance(action, Callback):
+            doc = {**action_to_dict(action), "call_id": meta.call_id,
+                   "campaign": meta.campaign, "lead": extra.get("lead"), "at": time.time()}
+            await self.redis.zadd(CALLBACKS, {json.dumps(doc): time.time()})
+        elif isinstance(action, WebhookMessage) and self.webhooks is not None:
+            self.webhooks.submit(action.event, {"call_id": meta.call_id, **action.payload})
+        elif isinstance(action, Outcome) and action.converted and meta.campaign and state.variant:
+            await self.conversions.record_conversion(meta.campaign, state.variant, meta.call_id)
+
+    async def _phone(self, meta) -> str | None:
+        """The number to block: the lead's (outbound), else the caller's."""
+        lead_id = (meta.extra or {}).get("lead")
+        if meta.campaign and lead_id:
+            lead = await self.dialer.get_lead(meta.campaign, lead_id)
+            if lead is not None:
+                return lead.phone
+        return meta.caller if meta.direction == "inbound" else None
+
+    async def _safe(self, coro, what: str) -> Any:
+        try:
+            return await coro
+        except Exception as exc:
+            log.warning("bot action %s failed: %s", what, type(exc).__name__)
+            return None

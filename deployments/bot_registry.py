@@ -1,0 +1,83 @@
+"""The bots a gateway replica serves: the script library (validated, hot-reloaded: a
+broken edit is rejected and the previous version keeps serving), the lookup functions
+scripts may call, FAQ answers from the knowledge base, and the escalation policy.
+
+A call's bot is chosen by the fork metadata's ``bot`` (the ``callfleet_bot`` channel
+variable the dialplan or the dialer sets), else the inbound default.
+"""
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from bots.demo_orders import find_order
+from bots.escalation import EscalationPolicy
+from bots.script.engine import ScriptBot
+from bots.script.library import ScriptLibrary, UnknownScript
+from configs.settings import Settings
+
+log = logging.getLogger("callfleet.bots")
+
+PROJECT = Path(__file__).resolve().parents[1]
+FUNCTIONS = {"find_order": find_order}
+
+
+class BotRegistry:
+    def __init__(self, settings: Settings):
+        self.settings = settings.bots
+        folder = Path(self.settings.scripts_dir)
+        self.folder = folder if folder.is_absolute() else PROJECT / folder
+        self.library = ScriptLibrary(set(FUNCTIONS), keep_versions=self.settings.keep_versions)
+        for report in self.library.load_dir(self.folder):
+            if report.problems:
+                log.error("bot script %s rejected: %s", report.file, _problems(report))
+        self.policy = EscalationPolicy(settings.escalation)
+        self.faq = self._knowledge_base(settings)
+        self._bots: dict[tuple[str, str], ScriptBot] = {}
+        self._checked = time.monotonic()
+
+    @staticmethod
+    def _knowledge_base(settings: Settings):
+        """BM25 in the call path: fast and without a second encoder per replica."""
+        from bots.kb import KnowledgeBase
+
+        try:
+            kb = KnowledgeBase.load(settings.kb.model_copy(update={"mode": "bm25"}),
+                                    state_dir=settings.state_dir)
+            return kb.answer
+        except Exception as exc:  # FAQ answers are a nicety; the bots work without them
+            log.warning("knowledge base unavailable for FAQ answers: %s", exc)
+            return None
+
+    async def for_call(self, meta) -> ScriptBot:
+        await self._maybe_refresh()
+        name = (meta.extra or {}).get("bot") or self.settings.inbound_script
+        try:
+            script = self.library.get(name)
+        except UnknownScript:
+            log.warning("unknown bot %r requested; using %s", name, self.settings.inbound_script)
+            script = self.library.get(self.settings.inbound_script)
+        key = (script.spec.bot, script.sha)
+        if key not in self._bots:
+            self._bots[key] = ScriptBot(script, functions=FUNCTIONS, services=self.settings.services,
+                                        faq_lookup=self.faq, escalation=self.policy)
+        return self._bots[key]
+
+    async def _maybe_refresh(self) -> None:
+        every = self.settings.reload_interval_s
+        if every and time.monotonic() - self._checked >= every:
+            self._checked = time.monotonic()
+            for report in await asyncio.to_thread(self.library.refresh):
+                if report.problems:
+                    log.error("bot script change to %s rejected, previous version serving: %s",
+                              report.file, _problems(report))
+
+    def status(self) -> dict[str, Any]:
+        return {"bots": self.library.names(),
+                "rejected": {f: len(p) for f, p in self.library.last_errors.items()}}
+
+
+def _problems(report) -> str:
+    return "; ".join(str(p) for p in report.problems[:5])

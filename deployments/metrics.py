@@ -1,0 +1,69 @@
+"""Per-turn timing exported as metrics.
+
+Every turn's stage timings (end of speech → endpoint → ASR done → intent/emotion done →
+bot decided → first audio out, in ms since the caller stopped speaking) go to Ray's
+metrics (Prometheus, scraped from each node's metrics export port) as the histogram
+``callfleet_turn_stage_ms{stage=…}``, with counters for calls started and ended (by
+reason). A bounded window of recent turns also gives p50/p95 per stage for
+``GET /metrics/turns`` on the gateway and ``callfleet status``.
+"""
+
+from collections import deque
+from typing import Any
+
+from ray.util import metrics
+
+STAGES = ("endpoint_ms", "asr_ms", "nlu_ms", "bot_ms", "first_audio_ms")
+_BOUNDARIES = [50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000]
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 1)
+
+
+class MeteredRecorder:
+    """A CallRecorder that also meters what it records; everything else is delegated."""
+
+    def __init__(self, inner, window: int = 2000):
+        self.inner = inner
+        self._recent: deque[dict[str, float]] = deque(maxlen=window)
+        self._stage = metrics.Histogram(
+            "callfleet_turn_stage_ms", description="ms from end of caller speech to each stage",
+            boundaries=_BOUNDARIES, tag_keys=("stage",))
+        self._started = metrics.Counter("callfleet_calls_started", description="media forks opened")
+        self._ended = metrics.Counter("callfleet_calls_ended", description="calls ended",
+                                      tag_keys=("reason",))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    async def call_started(self, meta) -> dict[str, Any]:
+        self._started.inc()
+        return await self.inner.call_started(meta)
+
+    async def turn(self, call_id: str, turn: dict[str, Any], context: dict[str, Any]) -> None:
+        timing = turn.get("timing") or {}
+        sample = {k: float(timing[k]) for k in STAGES if timing.get(k) is not None}
+        for stage, value in sample.items():
+            self._stage.observe(value, tags={"stage": stage.removesuffix("_ms")})
+        if sample:
+            self._recent.append(sample)
+        await self.inner.turn(call_id, turn, context)
+
+    async def call_ended(self, call_id: str, outcome: dict[str, Any]) -> None:
+        reason = str(outcome.get("reason") or "unknown")[:40]
+        self._ended.inc(tags={"reason": reason})
+        await self.inner.call_ended(call_id, outcome)
+
+    def summary(self) -> dict[str, Any]:
+        turns = list(self._recent)
+        out: dict[str, Any] = {"turns": len(turns)}
+        for stage in STAGES:
+            values = [t[stage] for t in turns if stage in t]
+            out[stage.removesuffix("_ms")] = {"p50_ms": _pct(values, 0.5), "p95_ms": _pct(values, 0.95)}
+        return out
