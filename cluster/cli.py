@@ -34,7 +34,7 @@ COMMAND_MODULES = (
     "cluster.train_cli",
     "cluster.campaign_cli",
     "cluster.agents_cli",
-    "cluster.freeswitch_cli",
+    "cluster.floor_cli",
 )
 
 console = Console(stderr=True)

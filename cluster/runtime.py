@@ -75,6 +75,19 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 AUTH_ENV = {"RAY_AUTH_MODE": "token"}
 
 
+def _use_token_auth() -> None:
+    """Token mode for this process. Ray reads the mode into its C++ config once, so when
+    `ray` was imported before (a test session, a notebook) the config is re-read, as
+    Ray's own `_enable_token_auth` does."""
+    if os.environ.get("RAY_AUTH_MODE") == AUTH_ENV["RAY_AUTH_MODE"]:
+        return
+    os.environ.update(AUTH_ENV)
+    if "ray" in sys.modules:
+        from ray._raylet import Config  # private, Ray pinned to 2.60
+
+        Config.initialize("")
+
+
 def ensure_auth_token() -> None:
     """Create Ray's cluster token (~/.ray/auth_token) once, if it does not exist."""
     token = Path.home() / ".ray" / "auth_token"
@@ -130,7 +143,7 @@ def ray_reachable(address: str) -> bool:
 
 def connect_ray(address: str) -> None:
     """Connect this process to a running CallFleet Ray cluster (idempotent)."""
-    os.environ.update(AUTH_ENV)
+    _use_token_auth()
     if address.split(":")[0] in ("127.0.0.1", "localhost"):
         # this driver must also see itself as 127.0.0.1; Ray reads the flag into a module
         # constant at import, so set both (private constant, Ray pinned to 2.60)

@@ -20,7 +20,15 @@ def shared_datasets() -> Path:
 def trained_registry(tmp_path_factory: pytest.TempPathFactory):
     """A registry holding freshly built, promoted default intent and emotion models
     (≈ 1.5 min on 2 cores), shared by the model and integration tests."""
+    import os
+
     import torch
+
+    from training.registry import ModelRegistry as _Registry
+
+    reuse = os.environ.get("CALLFLEET_TEST_REGISTRY")
+    if reuse:  # a registry built earlier (local iteration only; CI always trains)
+        return _Registry(reuse)
 
     from training.emotion_default import build_default_emotion_model
     from training.intent_default import build_default_intent_model

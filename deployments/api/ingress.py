@@ -11,7 +11,7 @@ Serve's class-based ingress.)
 """
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -42,7 +42,8 @@ def _dialer_store():
 _bearer = HTTPBearer(auto_error=False)
 
 
-async def _any_user(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> str:
+async def _any_user(
+        cred: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> str:
     """Knowledge-base search: any agent token or the supervisor key."""
     api = _Replica.agent_api
     if api is None:
@@ -69,15 +70,16 @@ async def healthz() -> dict[str, Any]:
 
 
 @app.get("/kb/search")
-async def kb_search(q: str = Query(min_length=1, max_length=500), top: int = Query(3, ge=1, le=20),
-                    _user: str = Depends(_any_user)) -> list[dict[str, Any]]:
+async def kb_search(q: Annotated[str, Query(min_length=1, max_length=500)],
+                    _user: Annotated[str, Depends(_any_user)],
+                    top: Annotated[int, Query(ge=1, le=20)] = 3) -> list[dict[str, Any]]:
     if _Replica.kb is None:
         raise HTTPException(503, "knowledge base unavailable")
     hits = await asyncio.to_thread(_Replica.kb.search, q, top)
     return [h.model_dump(mode="json") for h in hits]
 
 
-@serve.deployment(name="api", max_ongoing_requests=1000)
+@serve.deployment(name="api", max_ongoing_requests=1000, ray_actor_options={"num_cpus": 0.1})
 @serve.ingress(app)
 class ApiIngress:
     def __init__(self, settings: dict[str, Any]):
@@ -110,3 +112,15 @@ class ApiIngress:
 
 def build_api_app(settings_doc: dict[str, Any]):
     return ApiIngress.bind(settings_doc)
+
+
+def api_builder(args: dict[str, Any]):
+    """Serve config entry point (configs/serve.yaml): same arguments as the main app's."""
+    from configs.settings import load_settings, settings_doc
+    from deployments.app import AppArgs
+
+    parsed = AppArgs.model_validate(args)
+    settings = load_settings(parsed.config, **parsed.overrides)
+    if not settings.redis_url:
+        raise ValueError("redis_url must be set when deploying with a Serve config")
+    return build_api_app(settings_doc(settings))

@@ -36,13 +36,14 @@ def serve_doc() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def app_doc(serve_doc: dict[str, Any]) -> dict[str, Any]:
-    (app,) = serve_doc["applications"]
-    return app
+    return serve_doc["applications"][0]
 
 
 def test_serve_yaml_passes_ray_serves_schema(serve_doc: dict[str, Any]) -> None:
     schema = ServeDeploySchema.model_validate(serve_doc)
-    (app,) = schema.applications
+    app, api = schema.applications
+    assert (api.name, api.route_prefix) == ("callfleet-api", "/api")
+    assert api.import_path == "deployments.api.ingress:api_builder"
     assert app.name == "callfleet"
     assert app.route_prefix == "/"
     assert app.import_path == "deployments.app:app_builder"
@@ -80,3 +81,11 @@ def test_builder_without_redis_url_says_what_to_set() -> None:
 def test_builder_reports_bad_overrides_as_config_errors() -> None:
     with pytest.raises(ValueError, match="asr.beam_size"):
         app_builder({"overrides": {"redis_url": "redis://db:6379/0", "asr": {"beam_size": 0}}})
+
+
+def test_serve_builds_the_api_app_from_the_yaml_args(serve_doc: dict[str, Any]) -> None:
+    from deployments.api.ingress import api_builder
+
+    api = serve_doc["applications"][1]
+    app = call_user_app_builder_with_args_if_necessary(api_builder, api["args"])
+    assert isinstance(app, Application)
