@@ -285,7 +285,7 @@ class SimulatedSwitch:
         return json.dumps({"row_count": len(rows), "rows": rows})
 
     async def _cmd_originate(self, args: str) -> str:
-        dial, _, _rest = args.partition(" ")
+        dial = _dial_string(args)
         match = _DIAL.match(dial)
         if match is None:
             return "-ERR INVALID_GATEWAY\n" if "sofia/" in dial else "-ERR CHAN_NOT_IMPLEMENTED\n"
@@ -390,6 +390,27 @@ class SimulatedSwitch:
             channel._fork.cancel()
         await channel.fire("CHANNEL_BRIDGE", **{"Other-Leg-Unique-ID": parts[1]})
         return f"+OK {parts[0]}\n"
+
+
+def _dial_string(args: str) -> str:
+    """The first argument of originate: a ``{…}`` variable block (which may hold quoted
+    spaces) glued to the endpoint, up to the next space."""
+    start = 0
+    if args.startswith("{"):
+        i, quoted = 1, False
+        while i < len(args):
+            ch = args[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == "'":
+                quoted = not quoted
+            elif ch == "}" and not quoted:
+                break
+            i += 1
+        start = i
+    end = args.find(" ", start)
+    return args if end == -1 else args[:end]
 
 
 def _with_inbound(callers: CallerScript, call_uuid: str, call: SimulatedCall) -> CallerScript:

@@ -70,16 +70,20 @@ class DncRequest(BaseModel):
 
 
 def build_campaigns_router(store: Callable[[], DialerStore],
-                           settings: DialerSettings | None = None) -> APIRouter:
+                           settings: DialerSettings | Callable[[], DialerSettings] | None = None,
+                           ) -> APIRouter:
     """The ``/campaigns`` routes. `store` is called per request (the ingress owns the
-    `DialerStore`, one per replica event loop)."""
-    settings = settings or DialerSettings()
+    `DialerStore`, one per replica event loop); `settings` may be a provider too (a Serve
+    ingress declares its routes before its replica has read the settings)."""
+    fixed = settings or DialerSettings()
+    current: Callable[[], DialerSettings] = fixed if callable(fixed) else (lambda: fixed)
     bearer = HTTPBearer(auto_error=False)
 
     async def authorised(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> None:
-        expected = settings.api_token.get_secret_value() if settings.api_token else ""
+        token = current().api_token
+        expected = token.get_secret_value() if token else ""
         given = credentials.credentials if credentials else ""
         if not expected:
             raise HTTPException(503, "the campaign API has no token configured "
@@ -150,7 +154,7 @@ def build_campaigns_router(store: Callable[[], DialerStore],
         campaign_id: str, request: Request,
         idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     ) -> dict[str, Any]:
-        text = await _read_csv_body(request, settings.max_upload_bytes)
+        text = await _read_csv_body(request, current().max_upload_bytes)
 
         async def work(s: DialerStore) -> dict[str, Any]:
             config, _ = await s.get_campaign(campaign_id)

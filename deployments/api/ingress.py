@@ -29,6 +29,7 @@ class _Replica:
 
     agent_api: AgentApi | None = None
     dialer_store = None
+    dialer_settings = None
     kb = None
     agents = None
 
@@ -61,7 +62,14 @@ async def _any_user(
     return agent
 
 
+def _dialer_settings():
+    if _Replica.dialer_settings is None:
+        raise HTTPException(503, "API not ready")
+    return _Replica.dialer_settings
+
+
 app.include_router(build_agents_router(lambda: _Replica.agent_api))
+app.include_router(build_campaigns_router(_dialer_store, _dialer_settings))
 
 
 @app.get("/healthz")
@@ -103,7 +111,7 @@ class ApiIngress:
                                              state_dir=cfg.state_dir)
         except Exception:
             _Replica.kb = None
-        app.include_router(build_campaigns_router(_dialer_store, cfg.dialer))
+        _Replica.dialer_settings = cfg.dialer
 
     async def check_health(self) -> None:
         if _Replica.agent_api is None:

@@ -100,8 +100,10 @@ async def wait_for(predicate, timeout=10.0):
 async def test_answered_call_gets_a_fork_hears_the_bot_and_ends_on_goodbye(rig):
     switch, ctl, peer = await rig(fast(), playback="playAudio")
     result = await ctl.originate(OriginateRequest(call_uuid=UUID, destination="+15550100001",
-                                                  gateways=["carrier-a"]))
+                                                  gateways=["carrier-a"],
+                                                  caller_id_name="Fleet Shop, Sales"))
     assert result.answered and result.gateway == "carrier-a"
+    assert switch.channels[UUID].variables["origination_caller_id_name"] == "Fleet Shop, Sales"
     record = ctl.calls[UUID]
     await wait_for(lambda: record.ended)
     assert [phase for phase, _ in record.history] == ["ringing", "answered", "bot", "ended"]
