@@ -8,6 +8,7 @@ finds the records of earlier calls in Redis (``cf:esl:<uuid>``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections import deque
@@ -39,17 +40,21 @@ class RedisCallRecordSink:
         self.redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.ttl_s = ttl_s
         self._pending: deque[CallRecord] = deque(maxlen=backlog)
+        self._lock = asyncio.Lock()
 
     async def save(self, record: CallRecord) -> None:
         self._pending.append(record)
-        try:
-            while self._pending:
-                item = self._pending[0]
-                await self.redis.set(record_key(item.call_uuid), json.dumps(item.to_dict()),
-                                     ex=self.ttl_s)
-                self._pending.popleft()
-        except (RedisError, OSError) as exc:
-            logger.warning("call record kept for later: Redis unavailable (%s)", type(exc).__name__)
+        async with self._lock:  # one flusher: saves run as concurrent tasks
+            try:
+                while self._pending:
+                    item = self._pending[0]
+                    await self.redis.set(record_key(item.call_uuid),
+                                         json.dumps(item.to_dict()), ex=self.ttl_s)
+                    if self._pending and self._pending[0] is item:
+                        self._pending.popleft()
+            except (RedisError, OSError) as exc:
+                logger.warning("call record kept for later: Redis unavailable (%s)",
+                               type(exc).__name__)
 
     async def load(self, call_uuid: str) -> CallRecord | None:
         raw = await self.redis.get(record_key(call_uuid))
@@ -110,9 +115,15 @@ class ESLControllerActor:
 
     async def status(self) -> dict[str, Any]:
         await self._ensure()
+        from telephony.call_fsm import CallPhase
+
         calls = list(self.controller.calls.values())
         return {"connected": self.controller.connected, "resyncs": self.controller.resyncs,
-                "live_calls": sum(1 for c in calls if not c.ended)}
+                "live_calls": sum(1 for c in calls if not c.ended),
+                # calls a bot is talking to (or about to): what bot capacity is spent on
+                "bot_calls": sum(1 for c in calls
+                                 if c.phase in (CallPhase.ANSWERED, CallPhase.BOT)
+                                 and (c.direction == "inbound" or c.answered_at is not None))}
 
     async def shutdown(self) -> None:
         await self.controller.stop()

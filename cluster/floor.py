@@ -171,7 +171,7 @@ class FloorCapacity:
         from cluster.esl_actor import get_controller
 
         status = await get_controller(self.cfg.freeswitch, self.cfg.redis_url).status.remote()
-        return max(0, self.cfg.dialer.max_bot_calls - int(status["live_calls"]))
+        return max(0, self.cfg.dialer.max_bot_calls - int(status["bot_calls"]))
 
     async def free_agents(self) -> int | None:
         """Online available agents with spare capacity; None when nobody is logged in

@@ -119,8 +119,9 @@ class FreeswitchSettings(_Section):
     host: str = Field("127.0.0.1", description="event socket address (keep it on a private network)")
     port: int = Field(8021, ge=1, le=65535, description="event socket port")
     password: SecretStr = Field(SecretStr("ClueCon"), description="event socket password: change it")
-    media_url: str = Field("ws://127.0.0.1:8000/media",
-                           description="media gateway route FreeSWITCH forks to; /<uuid> is appended")
+    media_url: str | None = Field(
+        None, description="media gateway route FreeSWITCH forks to, /<uuid> appended; None = "
+        "ws://<serve.host>:<serve.http_port>/media (set it to an address FreeSWITCH can reach)")
     fork_rate: Literal["8k", "16k"] = Field("16k", description="media fork sample rate")
     playback: Literal["binary", "playAudio"] = Field(
         "binary", description="binary L16 back (jambonz fork) or playAudio files (drachtio module)")
@@ -199,6 +200,8 @@ class Settings(BaseSettings):
         if self.registry_path is None:
             self.registry_path = self.state_dir / "registry"
         self.registry_path = Path(self.registry_path).expanduser().resolve()
+        if self.freeswitch.media_url is None:
+            self.freeswitch.media_url = f"ws://{self.serve.host}:{self.serve.http_port}/media"
         if self.store_url is None:
             self.store_url = f"sqlite:///{self.state_dir / 'callfleet.db'}"
         return self

@@ -187,6 +187,8 @@ class ESLController:
 
     async def start_media_fork(self, call_uuid: str, metadata: dict | None = None,
                                fork_rate: str | None = None) -> None:
+        if not self.settings.media_url:
+            raise CallControlError("freeswitch.media_url is not set", retryable=False)
         url = f"{self.settings.media_url.rstrip('/')}/{call_uuid}"
         fork_rate = fork_rate if fork_rate in ("8k", "16k") else self.settings.fork_rate
         rate = 16000 if fork_rate == "16k" else 8000

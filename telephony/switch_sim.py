@@ -189,9 +189,10 @@ class SimChannel:
         self.report = await run_call(url, call, hooks=self)
         if self.hangup_cause is not None or self.transferred_to or self.bridged_to:
             return
-        if self.report.hung_up_by == "caller" or self.report.error:
+        if self.report.hung_up_by == "caller" and not self.report.error:
             await self.hangup("NORMAL_CLEARING")
-        else:  # the bot closed the fork: parked, until the controller or the caller ends it
+        else:  # the bot closed the fork, or it never connected (connect_failed): the
+            # channel stays parked until the controller acts or the caller gives up
             self._after = self.switch.spawn(self._linger(self.switch.linger_s, "NORMAL_CLEARING"))
 
     async def _linger(self, seconds: float, cause: str) -> None:

@@ -217,3 +217,14 @@ async def test_inbound_call_to_a_bot_number_is_forked_by_the_controller(rig):
     assert record.direction == "inbound"
     assert [p for p, _ in record.history] == ["ringing", "answered", "bot", "ended"]
     assert peer.metadata[0]["direction"] == "inbound" and peer.metadata[0]["bot"] == "inbound_shop"
+
+
+async def test_a_fork_that_cannot_reach_the_gateway_sends_the_call_to_people(rig):
+    switch, ctl, _ = await rig(fast(), fallback_extension="1999")
+    ctl.settings.media_url = "ws://127.0.0.1:9/media"  # nothing listens there
+    await ctl.originate(OriginateRequest(call_uuid=UUID, destination="+15550100007",
+                                         gateways=["carrier-a"]))
+    await wait_for(lambda: ctl.calls[UUID].phase is CallPhase.AGENT)
+    channel = switch.channels.get(UUID) or switch.finished[-1]
+    assert "connect_failed" in channel.fork_events
+    assert channel.transferred_to == "1999"
