@@ -12,6 +12,7 @@ backlog and replayed, in order, once Redis answers again.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -37,6 +38,7 @@ class RedisCallRecorder:
         self.redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.ttl_s = ttl_s
         self._backlog: deque[tuple[str, tuple]] = deque(maxlen=backlog)
+        self._lock = asyncio.Lock()
 
     async def call_started(self, meta: ForkMetadata) -> dict[str, Any]:
         """Register the call; return its stored context (non-empty when resuming)."""
@@ -84,11 +86,20 @@ class RedisCallRecorder:
         return doc
 
     async def _write(self, op: str, *args: Any) -> None:
-        self._backlog.append((op, args))
+        item = (op, args)
+        self._backlog.append(item)
+        # one flusher at a time: every call on the replica shares this recorder, and two
+        # flushers would apply the same write twice and drop another
+        async with self._lock:
+            await self._flush()
+
+    async def _flush(self) -> None:
         try:
             while self._backlog:
-                await self._apply(*self._backlog[0])
-                self._backlog.popleft()
+                head = self._backlog[0]
+                await self._apply(*head)
+                if self._backlog and self._backlog[0] is head:
+                    self._backlog.popleft()
         except (RedisError, OSError) as exc:
             log.warning(
                 "redis unavailable; %d state write(s) kept for replay (%s)",

@@ -71,10 +71,11 @@ class ESLControllerActor:
         self.settings = FreeswitchSettings.model_validate(settings)
         self.sink = RedisCallRecordSink(redis_url) if redis_url else None
         self.controller = ESLController(self.settings, self.sink)
-        if floor is not None and redis_url:
+        if redis_url:  # escalations to the router, hangups to router and dialer
             from cluster.floor import FloorHooks
 
-            self.controller.add_listener(FloorHooks(redis_url, floor["dialer_name"]))
+            dialer = (floor or {}).get("dialer_name", "callfleet-dialer")
+            self.controller.add_listener(FloorHooks(redis_url, dialer))
         self._started = False
 
     async def _ensure(self) -> None:
@@ -135,8 +136,9 @@ def actor_name(settings: FreeswitchSettings) -> str:
 
 def get_controller(settings: FreeswitchSettings, redis_url: str | None,
                    floor: dict[str, Any] | None = None):
-    """The named controller actor for this FreeSWITCH server (created when missing;
-    `floor` wires its call events to the router and dialer, see cluster.floor)."""
+    """The named controller actor for this FreeSWITCH server (created when missing). With a
+    Redis URL its call events go to the router and dialer (cluster.floor); `floor` may
+    name the dialer actor."""
     import ray
 
     actor_cls = ray.remote(ESLControllerActor).options(
