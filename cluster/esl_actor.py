@@ -122,12 +122,22 @@ class ESLControllerActor:
         return {"connected": self.controller.connected, "resyncs": self.controller.resyncs,
                 "live_calls": sum(1 for c in calls if not c.ended),
                 # calls a bot is talking to (or about to): what bot capacity is spent on
-                "bot_calls": sum(1 for c in calls
-                                 if c.phase in (CallPhase.ANSWERED, CallPhase.BOT)
-                                 and (c.direction == "inbound" or c.answered_at is not None))}
+                "bot_calls": sum(1 for c in calls if _holds_a_bot(c, CallPhase))}
 
     async def shutdown(self) -> None:
         await self.controller.stop()
+
+
+def _holds_a_bot(record: CallRecord, phases) -> bool:
+    """A bot is (or is about to be) talking to this call. A dialer's call that was just
+    answered does not count until the dialer connects it: it is the call asking whether
+    a bot is free."""
+    if record.phase is phases.BOT:
+        return True
+    if record.phase is not phases.ANSWERED:
+        return False
+    waiting = "callfleet_campaign" in record.variables and not record.bot_requested
+    return not waiting
 
 
 def actor_name(settings: FreeswitchSettings) -> str:

@@ -2,6 +2,8 @@
 
     callfleet models list [KIND]            versions per kind, key metrics, * = current
     callfleet models show KIND [VERSION]    everything recorded about one version
+    callfleet models compare KIND [V ...]   every numeric metric, one column per version
+    callfleet models export-onnx intent V   write and verify model.onnx for a version
     callfleet models promote KIND VERSION   make VERSION the one the cluster loads
     callfleet models rollback KIND          undo the last promotion of KIND
 
@@ -39,8 +41,14 @@ log = logging.getLogger("callfleet.cluster.models_cli")
 
 HISTORY_FILE = "HISTORY.jsonl"
 #: kinds the Serve app loads; listed even before any version of them is built.
-SERVED_KINDS = tuple(BUILD_COMMANDS)
+SERVED_KINDS = ("intent", "emotion")
 _VERSION_ARG_RE = re.compile(r"^v?(\d+)$")
+#: metrics `models list` shows by default (quality, size of the training set, cost);
+#: --all-metrics or `models compare` show every one
+_KEY_METRIC_RE = re.compile(
+    r"^(holdout|eval|test)_(accuracy|macro_f1|in_scope_accuracy|oos_recall|auc|brier)$"
+    r"|^(n_train|train_seconds|domain_cv_macro_f1)$"
+)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -76,6 +84,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("kind", nargs="?", metavar="KIND",
                    help="only this kind (e.g. intent, emotion); default: all kinds")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.add_argument("--all-metrics", action="store_true",
+                   help="a column for every numeric metric (default: held-out / evaluation "
+                   "accuracy, macro-F1, in-scope accuracy, OOS recall, AUC, Brier; n_train; train_seconds)")
     p.set_defaults(func=cmd_models_list)
 
     p = sub.add_parser(
@@ -88,6 +99,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="version such as v0002 (or 2); default: the current one")
     p.add_argument("--json", action="store_true", help="print one JSON object instead")
     p.set_defaults(func=cmd_models_show)
+
+    p = sub.add_parser(
+        "compare", parents=[common], help="every numeric metric of several versions side by side",
+        description="One row per metric, one column per version (default: all versions of "
+        "KIND), so a candidate can be judged against the current one before promoting it.",
+    )
+    p.add_argument("kind", metavar="KIND", help="model kind (e.g. intent, emotion, conversion)")
+    p.add_argument("versions", nargs="*", metavar="VERSION", help="versions to compare (default: all)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead")
+    p.set_defaults(func=cmd_models_compare)
+
+    p = sub.add_parser(
+        "export-onnx", parents=[common], help="export an intent version to ONNX (checked against torch)",
+        description="Write model.onnx into the version folder, verify that onnxruntime's logits "
+        "match torch's within 1e-4 and record the max abs difference in the version's metrics. "
+        "Serving then uses ONNX Runtime for that version (intent backend 'auto').",
+    )
+    p.add_argument("kind", metavar="KIND", choices=["intent"], help="model kind (only intent)")
+    p.add_argument("version", metavar="VERSION", help="version such as v0003 (or 3)")
+    p.set_defaults(func=cmd_models_export_onnx)
 
     p = sub.add_parser(
         "promote", parents=[common], help="make VERSION the one the cluster serves",
@@ -138,7 +169,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     console = _console()
     for kind, summary in report.items():
         if summary["versions"]:
-            console.print(_versions_table(kind, summary))
+            console.print(_versions_table(kind, summary, all_metrics=args.all_metrics))
         else:
             console.print(f"[bold]{kind}[/bold]: no versions yet; {_build_hint(registry, kind)}")
     return 0
@@ -179,6 +210,49 @@ def cmd_models_show(args: argparse.Namespace) -> int:
     console.print("[bold]metrics[/bold]")
     for name, value in sorted(info.metrics.items()):
         console.print(f"  {name}: {_plain(value)}")
+    return 0
+
+
+@_reports_errors
+def cmd_models_compare(args: argparse.Namespace) -> int:
+    registry = _registry(args)
+    kind = _checked_kind(registry, args.kind)
+    infos = ([_version(registry, kind, v) for v in args.versions] if args.versions
+             else registry.list(kind))
+    if not infos:
+        raise ModelsCommandError(f"{kind} has no versions in {registry.root}; {_build_hint(registry, kind)}")
+    current = registry.current(kind)
+    metrics = {info.version: _numeric_metrics(info.meta) for info in infos}
+    if args.json:
+        print(json.dumps({"kind": kind, "current": current, "metrics": metrics}, indent=2))
+        return 0
+    names = sorted({name for values in metrics.values() for name in values})
+    table = Table(title=f"{kind} metrics by version (current: {current or 'none'})", title_justify="left")
+    table.add_column("metric", style="bold")
+    for info in infos:
+        table.add_column(info.version + (" *" if info.version == current else ""), justify="right")
+    for name in names:
+        table.add_row(name, *(_number(metrics[info.version].get(name)) for info in infos))
+    _console().print(table)
+    return 0
+
+
+@_reports_errors
+def cmd_models_export_onnx(args: argparse.Namespace) -> int:
+    from training.onnx_export import OnnxMismatchError, export_intent_onnx
+
+    registry = _registry(args)
+    kind = _checked_kind(registry, args.kind)
+    info = _version(registry, kind, args.version)
+    console = _console()
+    try:
+        with console.status(f"exporting {kind} {info.version} to ONNX"):
+            figures = export_intent_onnx(info.path)
+    except OnnxMismatchError as exc:
+        raise ModelsCommandError(str(exc)) from None
+    registry.update_meta(kind, info.version, figures)
+    console.print(f"{kind} {info.version}: wrote {info.path / 'model.onnx'}; max abs logit difference "
+                  f"vs torch {figures['onnx_max_abs_diff']:.2e} (opset {figures['onnx_opset']})")
     return 0
 
 
@@ -363,14 +437,15 @@ def _kind_summary(registry: ModelRegistry, kind: str) -> dict[str, Any]:
     return {"current": current, "versions": versions}
 
 
-def _versions_table(kind: str, summary: dict[str, Any]) -> Table:
-    metric_names = sorted({name for v in summary["versions"] for name in v["metrics"]})
+def _versions_table(kind: str, summary: dict[str, Any], all_metrics: bool = False) -> Table:
+    metric_names = sorted({name for v in summary["versions"] for name in v["metrics"]
+                           if all_metrics or _KEY_METRIC_RE.search(name)})
     table = Table(title=f"{kind} models (current: {summary['current'] or 'none'})",
                   title_justify="left")
     table.add_column("", width=1, style="bold green")
     table.add_column("version", style="bold")
     table.add_column("created")
-    table.add_column("base model", overflow="fold", max_width=40)
+    table.add_column("base model", no_wrap=True, overflow="ellipsis", max_width=18)
     for name in metric_names:
         table.add_column(name, justify="right")
     table.add_column("data sha")
@@ -395,7 +470,7 @@ def _number(value: Any) -> str:
     if value is None:
         return "-"
     if isinstance(value, float):
-        return f"{value:.3f}"
+        return f"{value:.2e}" if 0 < abs(value) < 0.001 else f"{value:.3f}"
     return str(value)
 
 

@@ -32,7 +32,10 @@ log = logging.getLogger("callfleet.deployments.intent")
 class IntentServingOptions(BaseModel):
     """The live-tunable part of the intent deployment's ``user_config``."""
 
-    model_config = ConfigDict(extra="ignore")  # batching keys are read by apply_batching
+    model_config = ConfigDict(extra="forbid")  # a typo in a user_config fails loudly
+
+    max_batch_size: int | None = Field(None, ge=1, description="@serve.batch maximum batch")
+    batch_wait_timeout_s: float | None = Field(None, ge=0, description="@serve.batch wait")
 
     version: str = Field("current", description="registry version to serve")
     backend: Literal["auto", "onnx", "torch"] = Field(

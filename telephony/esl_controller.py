@@ -337,6 +337,7 @@ class ESLController:
             logger.warning("%s failed: %s", command.split(" ", 1)[0], exc)
 
     async def _fork_or_fail(self, record: CallRecord) -> None:
+        record.bot_requested = True
         # channel variables callfleet_<key> become metadata keys (playback, campaign, …)
         meta = {k[len("callfleet_"):]: v for k, v in record.variables.items()
                 if k.startswith("callfleet_") and k != "callfleet_fork_rate"}

@@ -71,12 +71,18 @@ def build_default_emotion_model(
     eval_path: str | os.PathLike | None = None,
     seed: int = 0,
     domain_path: str | os.PathLike | None = DEFAULT_DOMAIN_DATA,
+    rows: list[tuple[str, str]] | None = None,
+    promote: bool = False,
+    extra_config: dict | None = None,
 ) -> VersionInfo:
     """Train on `data_path` (``text<TAB>label``) plus `domain_path` (None = GoEmotions
     only), commit to `registry` and return the version.
 
-    `eval_path` defaults to GoEmotions ``dev.tsv`` (see `default_goemotions_dir`). The new
-    version is promoted only when no emotion version is promoted yet.
+    `rows` replaces the rows read from `data_path` (which is then only hashed into the
+    metadata): `training.emotion_train` passes a balanced draw from the full GoEmotions
+    train.tsv this way. `eval_path` defaults to GoEmotions ``dev.tsv`` (see
+    `default_goemotions_dir`). The new version is promoted when `promote` is set or no
+    emotion version is promoted yet.
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, classification_report, f1_score
@@ -92,7 +98,7 @@ def build_default_emotion_model(
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
     report("loading data", 0.0)
-    rows = read_sample(data_path)
+    rows = read_sample(data_path) if rows is None else rows
     eval_file = Path(eval_path) if eval_path else default_goemotions_dir() / "dev.tsv"
     if eval_file.is_file():
         train_rows, eval_rows, eval_source = rows, read_goemotions(eval_file), str(eval_file)
@@ -174,6 +180,7 @@ def build_default_emotion_model(
                 "batch_size": BATCH_SIZE,
                 "seed": seed,
                 "cpu_threads": cpu_threads,
+                **(extra_config or {}),
             },
             "data_sha256": sha256_file(data_path),
             "data_path": str(data_path),
@@ -186,7 +193,7 @@ def build_default_emotion_model(
         raise
     finally:
         torch.set_num_threads(previous_threads)
-    if registry.current("emotion") is None:
+    if promote or registry.current("emotion") is None:
         registry.promote("emotion", info.version)
     report("done", 1.0)
     log.info(

@@ -55,6 +55,7 @@ REQUIRED_META_KEYS = ("base_model", "label_map", "metrics", "training_config", "
 BUILD_COMMANDS = {
     "intent": "python -m training.intent_default --registry {root}",
     "emotion": "python -m training.emotion_default --registry {root}",
+    "conversion": "callfleet train conversion --data LEADS.csv --out {root}",
 }
 
 
@@ -140,6 +141,17 @@ class ModelRegistry:
         os.rename(staged, final)
         log.info("committed model %s/%s", kind, version)
         return VersionInfo(path=final, version=version, meta=full)
+
+    def update_meta(self, kind: str, version: str, metrics: dict[str, Any]) -> VersionInfo:
+        """Merge `metrics` into a committed version's ``meta.json`` metrics (atomic rewrite).
+
+        For facts learned after a build that do not change the model's behaviour, such as
+        an ONNX export's measured difference from torch. Weights are never rewritten.
+        """
+        info = self.get(kind, version)
+        meta = {**info.meta, "metrics": {**info.metrics, **metrics}}
+        _write_atomic(info.path / META_FILE, json.dumps(meta, indent=2) + "\n")
+        return VersionInfo(path=info.path, version=info.version, meta=meta)
 
     def discard(self, kind: str, version: str) -> None:
         """Delete a staged (uncommitted) version; committed versions are left alone."""

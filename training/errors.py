@@ -1,0 +1,22 @@
+"""Typed errors the training commands report as one line (exit status 2): the input was
+wrong, not the code. Kept import-light so the CLI can catch them without loading torch."""
+
+from __future__ import annotations
+
+from training.registry import ModelNotFoundError
+
+__all__ = ["USER_ERRORS", "TrainingInputError"]
+
+
+class TrainingInputError(ValueError):
+    """A training or evaluation request is unusable; the message says what and where."""
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from training.intent_data import IntentDataError
+
+    return (TrainingInputError, IntentDataError, ModelNotFoundError)
+
+
+#: exceptions that mean "the user asked for something impossible" (status 2, one line)
+USER_ERRORS = _user_errors()
