@@ -66,7 +66,12 @@ class ASRSettings(ReplicaSettings):
 
 class IntentSettings(ReplicaSettings):
     version: str = Field("current", description="registry version of the intent model")
-    oos_threshold: float = Field(0.45, ge=0, le=1, description="below this confidence = out of scope")
+    oos_threshold: float = Field(0.45, ge=0, le=1, description="below this confidence = out of "
+                                 "scope, for versions without their own tuned threshold")
+    backend: Literal["auto", "onnx", "torch"] = Field(
+        "auto", description="auto = ONNX Runtime when the version has model.onnx, else torch")
+    shadow_version: str | None = Field(
+        None, description="a candidate version that also scores live traffic (agreement report)")
 
 
 class EmotionSettings(ReplicaSettings):

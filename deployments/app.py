@@ -43,7 +43,9 @@ def build_app(settings: Settings) -> Application:
         }
 
     asr = ASRDeployment.options(**opts(settings.asr)).bind(doc)
-    intent = IntentDeployment.options(**opts(settings.intent, version=intent_version)).bind(doc)
+    intent = IntentDeployment.options(**opts(
+        settings.intent, version=intent_version, backend=settings.intent.backend,
+        shadow_version=settings.intent.shadow_version)).bind(doc)
     emotion = EmotionDeployment.options(**opts(settings.emotion, version=emotion_version)).bind(doc)
     tts = TTSDeployment.options(
         num_replicas=settings.tts.replicas,
