@@ -11,12 +11,12 @@ import uuid
 import numpy as np
 import pytest
 
-from cluster.call_state import RedisCallRecorder
 from cluster.scenarios import trim_silence
 from telephony import codecs
 from telephony.fork_client import CallerTurn, SimulatedCall, run_call
 from telephony.media_fork import ForkMetadata
 from telephony.wav import read_wav
+from tests.integration.helpers import fetch
 
 pytestmark = pytest.mark.integration
 
@@ -36,19 +36,6 @@ def word_error_rate(ref: list[str], hyp: list[str]) -> float:
 
 def call_url(info, call: SimulatedCall) -> str:
     return f"{info.media_url}/{call.meta.call_id}"
-
-
-async def fetch(info, call_id: str) -> dict:
-    recorder = RedisCallRecorder(info.redis_url)
-    try:
-        for _ in range(50):
-            record = await recorder.get_call(call_id)
-            if record and record.get("status") == "ended":
-                return record
-            await asyncio.sleep(0.1)
-        return record
-    finally:
-        await recorder.close()
 
 
 def make_call(turns, rate=16000, playback="binary", **meta) -> SimulatedCall:

@@ -14,13 +14,13 @@ import ray
 import redis
 from pydantic import SecretStr
 
-from cluster.call_state import RedisCallRecorder
 from cluster.esl_actor import RemoteCallControl, get_controller, record_key
 from cluster.scenarios import build_call, load_scenarios
 from cluster.simulate import place
 from telephony.call_control import OriginateRequest
 from telephony.channel_model import ChannelModel
 from telephony.switch_sim import SimulatedSwitch
+from tests.integration.helpers import fetch
 
 pytestmark = pytest.mark.integration
 
@@ -63,19 +63,7 @@ def test_caller_dropping_mid_sentence_loses_nothing_and_disturbs_no_one(cluster,
 
 
 def _call_context(info, call_id: str) -> dict:
-    async def fetch() -> dict:
-        recorder = RedisCallRecorder(info.redis_url)
-        try:
-            for _ in range(100):
-                record = await recorder.get_call(call_id)
-                if record and record.get("status") == "ended":
-                    return record
-                await asyncio.sleep(0.1)
-            return record
-        finally:
-            await recorder.close()
-
-    return asyncio.run(fetch())
+    return asyncio.run(fetch(info, call_id))
 
 
 def test_lost_event_socket_mid_call_recovers_and_keeps_records(cluster, cluster_settings, calls):

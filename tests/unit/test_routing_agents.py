@@ -3,9 +3,7 @@ expire, wrap-up after a call, conversion counts, and API tokens."""
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -55,18 +53,8 @@ class Clock:
         return self.now
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

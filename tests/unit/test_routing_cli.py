@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -14,24 +12,15 @@ import pytest
 import redis
 
 from cluster.cli import build_parser
+from cluster.dialer.testing import free_port
 from cluster.redis_server import EmbeddedRedis
 from cluster.routing import EscalationRequest, RoutingStore, SkillRouter
 
 pytestmark = pytest.mark.unit
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

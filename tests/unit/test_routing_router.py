@@ -3,9 +3,7 @@ fake switch: offers, accept/reject, no-answer re-route, the queue, overflow, res
 
 from __future__ import annotations
 
-import socket
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -77,18 +75,8 @@ class Events:
         return [e for e in self.seen if e["type"] == kind]
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedRedis]:
-    server = EmbeddedRedis(Path(tmp_path_factory.mktemp("redis")), free_port())
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
