@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -164,8 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "call through the ESL controller actor and a simulated FreeSWITCH (default fork)")
     p.set_defaults(func=cmd_simulate)
     for name in COMMAND_MODULES:
-        if importlib.util.find_spec(name) is not None:
-            importlib.import_module(name).register(sub)
+        importlib.import_module(name).register(sub)
     return parser
 
 
