@@ -43,6 +43,17 @@ def cluster(cluster_settings):
     assert not strays, f"processes left running after down: {strays}"
 
 
+@pytest.fixture(autouse=True)
+def _cluster_driver(request):
+    """Tests of the session cluster get a driver connected to it, even when a test before
+    them ran (and shut down) a Ray of its own in this process."""
+    if "cluster" in request.fixturenames:
+        from cluster.runtime import connect_ray
+
+        connect_ray(request.getfixturevalue("cluster").ray_address)
+    yield
+
+
 @pytest.fixture(scope="session")
 def caller_voice():
     from telephony.caller_voice import CallerVoice

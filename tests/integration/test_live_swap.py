@@ -59,6 +59,9 @@ def serve_instance():
     import ray
     from ray import serve
 
+    if ray.is_initialized():  # the session cluster's driver: this test runs its own
+        ray.shutdown()
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     serve.start(proxy_location="Disabled")

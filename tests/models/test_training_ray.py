@@ -35,6 +35,9 @@ def test_ray_train_worker_builds_a_registry_version(shared_datasets: Path, tmp_p
                 taken[row["category"]] += 1
                 writer.writerow(row)
 
+    if ray.is_initialized():  # the session cluster's driver: this test runs its own
+        ray.shutdown()
+
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              configure_logging=False)
     try:
