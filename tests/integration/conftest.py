@@ -43,15 +43,14 @@ def cluster(cluster_settings):
     assert not strays, f"processes left running after down: {strays}"
 
 
-@pytest.fixture(autouse=True)
-def _cluster_driver(request):
-    """Tests of the session cluster get a driver connected to it, even when a test before
-    them ran (and shut down) a Ray of its own in this process."""
-    if "cluster" in request.fixturenames:
-        from cluster.runtime import connect_ray
+@pytest.fixture
+def driver(cluster):
+    """A driver connected to the session cluster, even when a test before this one ran
+    (and shut down) a Ray of its own in this process."""
+    from cluster.runtime import connect_ray
 
-        connect_ray(request.getfixturevalue("cluster").ray_address)
-    yield
+    connect_ray(cluster.ray_address)
+    return cluster
 
 
 @pytest.fixture(scope="session")

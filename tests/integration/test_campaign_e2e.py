@@ -70,7 +70,8 @@ class SimulatedAgent:
         await self.http.aclose()
 
 
-def test_campaign_of_50_leads_runs_through_the_floor(cluster, cluster_settings):
+def test_campaign_of_50_leads_runs_through_the_floor(driver, cluster_settings):
+    cluster = driver
     api = f"{cluster.http_url}/api"
     campaign_auth = {"Authorization": "Bearer campaign-token"}
 

@@ -37,7 +37,7 @@ def stored_record(info, call_uuid: str) -> dict | None:
     return json.loads(raw) if raw else None
 
 
-def test_calls_through_the_controller_actor_complete_and_are_recorded(cluster, cluster_settings,
+def test_calls_through_the_controller_actor_complete_and_are_recorded(driver, cluster_settings,
                                                                        capsys):
     from cluster.simulate import run_simulation
 
@@ -49,7 +49,8 @@ def test_calls_through_the_controller_actor_complete_and_are_recorded(cluster, c
     assert all(p.startswith("ringing → answered → bot") and p.endswith("ended") for p in phases)
 
 
-def test_caller_dropping_mid_sentence_loses_nothing_and_disturbs_no_one(cluster, calls):
+def test_caller_dropping_mid_sentence_loses_nothing_and_disturbs_no_one(driver, calls):
+    cluster = driver
     plan = calls(2)
     dropper = plan[0][1]
     dropper.turns[-1].hangup_after_s = 0.6  # gone in the middle of the last sentence
@@ -66,7 +67,8 @@ def _call_context(info, call_id: str) -> dict:
     return asyncio.run(fetch(info, call_id))
 
 
-def test_lost_event_socket_mid_call_recovers_and_keeps_records(cluster, cluster_settings, calls):
+def test_lost_event_socket_mid_call_recovers_and_keeps_records(driver, cluster_settings, calls):
+    cluster = driver
     plan = calls(2)
 
     async def scenario():
@@ -126,7 +128,8 @@ def _bind(call, call_uuid):
     return call
 
 
-def test_model_replica_dying_mid_call_does_not_drop_calls(cluster, calls):
+def test_model_replica_dying_mid_call_does_not_drop_calls(driver, calls):
+    cluster = driver
     plan = calls(2)
 
     async def scenario():
@@ -150,7 +153,8 @@ def test_model_replica_dying_mid_call_does_not_drop_calls(cluster, calls):
         assert _call_context(cluster, call.meta.call_id)["status"] == "ended"
 
 
-def test_turn_timings_are_exported_per_stage(cluster):
+def test_turn_timings_are_exported_per_stage(driver):
+    cluster = driver
     import httpx
 
     report = httpx.get(f"{cluster.http_url}/metrics/turns", timeout=10).json()
