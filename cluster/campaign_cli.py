@@ -225,10 +225,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     async def work(store):
         config, _ = await store.get_campaign(args.campaign_id)
 
-        async def do_import() -> dict[str, Any]:
+        async def do_import() -> dict[str, Any]:  # leads scored by the conversion model
             report = parse_leads_csv(text, config.default_country, config.default_timezone,
                                      known_phones=await store.known_phones(config.id))
-            added, clashes = await store.add_leads(config.id, report.leads)
+            added, clashes = await store.add_leads(config.id, report.leads, _scorer(args))
             return {**report.summary(), "added": added, "id_clashes": clashes,
                     "errors": [e.model_dump() for e in report.errors],
                     "duplicate_rows": report.duplicate_rows}
@@ -363,3 +363,11 @@ def cmd_dnc(args: argparse.Namespace) -> int:
     verb = "added to" if args.dnc_action == "add" else "removed from"
     console.print(f"{result} number(s) {verb} the {scope} do-not-call list")
     return 0
+
+
+def _scorer(args):
+    """The registered conversion model as lead priority, when there is one."""
+    from cluster.dialer.scoring import registered_scorer
+    from configs.settings import load_settings
+
+    return registered_scorer(load_settings(getattr(args, "config", None)).registry_path)

@@ -71,7 +71,7 @@ class DncRequest(BaseModel):
 
 def build_campaigns_router(store: Callable[[], DialerStore],
                            settings: DialerSettings | Callable[[], DialerSettings] | None = None,
-                           ) -> APIRouter:
+                           scorer: Callable[[], Any] | None = None) -> APIRouter:
     """The ``/campaigns`` routes. `store` is called per request (the ingress owns the
     `DialerStore`, one per replica event loop); `settings` may be a provider too (a Serve
     ingress declares its routes before its replica has read the settings)."""
@@ -163,7 +163,8 @@ def build_campaigns_router(store: Callable[[], DialerStore],
                 known = await s.known_phones(campaign_id)
                 report = await asyncio.to_thread(  # a big file takes a while: off the loop
                     parse_leads_csv, text, config.default_country, config.default_timezone, known)
-                added, clashes = await s.add_leads(campaign_id, report.leads)
+                chance = await asyncio.to_thread(scorer) if scorer else None
+                added, clashes = await s.add_leads(campaign_id, report.leads, chance)
                 return {**report.summary(), "added": added, "id_clashes": clashes,
                         "errors": [e.model_dump() for e in report.errors],
                         "duplicate_rows": report.duplicate_rows}

@@ -30,6 +30,7 @@ class _Replica:
     agent_api: AgentApi | None = None
     dialer_store = None
     dialer_settings = None
+    registry_path = None
     kb = None
     agents = None
 
@@ -69,7 +70,14 @@ def _dialer_settings():
 
 
 app.include_router(build_agents_router(lambda: _Replica.agent_api))
-app.include_router(build_campaigns_router(_dialer_store, _dialer_settings))
+def _lead_scorer():
+    """The registered conversion model orders imported leads (None: by tags only)."""
+    from cluster.dialer.scoring import registered_scorer
+
+    return registered_scorer(_Replica.registry_path)
+
+
+app.include_router(build_campaigns_router(_dialer_store, _dialer_settings, _lead_scorer))
 
 
 @app.get("/healthz")
@@ -112,6 +120,7 @@ class ApiIngress:
         except Exception:
             _Replica.kb = None
         _Replica.dialer_settings = cfg.dialer
+        _Replica.registry_path = cfg.registry_path
 
     async def check_health(self) -> None:
         if _Replica.agent_api is None:
