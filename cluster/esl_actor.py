@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 
 from configs.settings import FreeswitchSettings
 from telephony.call_control import CallControlError, OriginateRequest
-from telephony.call_fsm import CallRecord
+from telephony.call_fsm import CallPhase, CallRecord
 
 __all__ = ["RedisCallRecordSink", "actor_name", "get_controller"]
 
@@ -116,25 +116,23 @@ class ESLControllerActor:
 
     async def status(self) -> dict[str, Any]:
         await self._ensure()
-        from telephony.call_fsm import CallPhase
-
         calls = list(self.controller.calls.values())
         return {"connected": self.controller.connected, "resyncs": self.controller.resyncs,
                 "live_calls": sum(1 for c in calls if not c.ended),
                 # calls a bot is talking to (or about to): what bot capacity is spent on
-                "bot_calls": sum(1 for c in calls if _holds_a_bot(c, CallPhase))}
+                "bot_calls": sum(1 for c in calls if _holds_a_bot(c))}
 
     async def shutdown(self) -> None:
         await self.controller.stop()
 
 
-def _holds_a_bot(record: CallRecord, phases) -> bool:
+def _holds_a_bot(record: CallRecord) -> bool:
     """A bot is (or is about to be) talking to this call. A dialer's call that was just
     answered does not count until the dialer connects it: it is the call asking whether
     a bot is free."""
-    if record.phase is phases.BOT:
+    if record.phase is CallPhase.BOT:
         return True
-    if record.phase is not phases.ANSWERED:
+    if record.phase is not CallPhase.ANSWERED:
         return False
     waiting = "callfleet_campaign" in record.variables and not record.bot_requested
     return not waiting

@@ -34,13 +34,34 @@ def _settings(doc: dict[str, Any]) -> Settings:
     return Settings.model_validate(doc)
 
 
-def _actor(name: str):
+async def _actor(name: str):
+    """The named actor, or None; the lookup is a blocking GCS call, so it runs in a thread
+    (these hooks run on the controller actor's event loop)."""
     import ray
 
-    try:
-        return ray.get_actor(name, namespace=NAMESPACE)
-    except ValueError:
-        return None
+    def lookup():
+        try:
+            return ray.get_actor(name, namespace=NAMESPACE)
+        except ValueError:
+            return None
+
+    return await asyncio.to_thread(lookup)
+
+
+class _ControllerHandle:
+    """The controller actor's handle, looked up once (off the event loop) and reused."""
+
+    def __init__(self, cfg: Settings):
+        self.cfg = cfg
+        self._handle = None
+
+    async def get(self):
+        if self._handle is None:
+            from cluster.esl_actor import get_controller
+
+            self._handle = await asyncio.to_thread(
+                get_controller, self.cfg.freeswitch, self.cfg.redis_url)
+        return self._handle
 
 
 class FloorHooks:
@@ -62,7 +83,7 @@ class FloorHooks:
             logger.exception("floor hook failed for %s", what)
 
     async def _escalate(self, record) -> None:
-        router = _actor(ROUTER_NAME)
+        router = await _actor(ROUTER_NAME)
         if router is None:
             logger.warning("a call wants a person but no skill router is running")
             return
@@ -86,11 +107,11 @@ class FloorHooks:
         await router.escalate.remote(request)
 
     async def _ended(self, record) -> None:
-        router = _actor(ROUTER_NAME)
+        router = await _actor(ROUTER_NAME)
         if router is not None:
             await router.call_ended.remote(record.call_uuid)
         if record.variables.get("callfleet_campaign") and record.answered_at is not None:
-            dialer = _actor(self.dialer_name)
+            dialer = await _actor(self.dialer_name)
             if dialer is not None:
                 escalated = any(p in ("escalated", "agent") for p, _ in record.history)
                 await dialer.call_ended.remote(record.call_uuid, record.hangup_cause
@@ -166,11 +187,10 @@ class FloorCapacity:
     def __init__(self, settings: dict[str, Any]):
         self.cfg = _settings(settings)
         self._router = None
+        self._controller = _ControllerHandle(self.cfg)
 
     async def free_bot_slots(self) -> int:
-        from cluster.esl_actor import get_controller
-
-        status = await get_controller(self.cfg.freeswitch, self.cfg.redis_url).status.remote()
+        status = await (await self._controller.get()).status.remote()
         return max(0, self.cfg.dialer.max_bot_calls - int(status["bot_calls"]))
 
     async def free_agents(self) -> int | None:
@@ -192,18 +212,14 @@ class EslAnswers:
 
     def __init__(self, settings: dict[str, Any]):
         self.cfg = _settings(settings)
-
-    def _controller(self):
-        from cluster.esl_actor import get_controller
-
-        return get_controller(self.cfg.freeswitch, self.cfg.redis_url)
+        self._controller = _ControllerHandle(self.cfg)
 
     async def connect(self, call_uuid: str, lead, campaign) -> None:
-        await self._controller().connect_bot.remote(call_uuid)
+        await (await self._controller.get()).connect_bot.remote(call_uuid)
 
     async def play_info_message(self, call_uuid: str, campaign) -> None:
         path, seconds = await self._prompt(campaign)
-        await self._controller().play_and_hangup.remote(call_uuid, str(path), seconds)
+        await (await self._controller.get()).play_and_hangup.remote(call_uuid, str(path), seconds)
 
     async def _prompt(self, campaign) -> tuple[Path, float]:
         """The campaign's recorded information message (a WAV under <state_dir>/prompts).

@@ -52,10 +52,12 @@ def cmd_status(args) -> int:
     import ray
 
     from cluster.esl_actor import actor_name
+    from cluster.floor import ROUTER_NAME
+    from cluster.switch_actor import SIM_NAME
 
     settings = _connect(args)
-    names = {"controller": actor_name(settings.freeswitch), "router": "callfleet-router",
-             "dialer": settings.dialer.actor_name, "simulator": "callfleet-freeswitch-sim"}
+    names = {"controller": actor_name(settings.freeswitch), "router": ROUTER_NAME,
+             "dialer": settings.dialer.actor_name, "simulator": SIM_NAME}
     report = {}
     for role, name in names.items():
         try:

@@ -273,7 +273,6 @@ def deploy_api(settings: Settings) -> None:
               route_prefix="/api", blocking=False)
 
 
-FLOOR_ACTORS = ("callfleet-router", "callfleet-freeswitch-sim")
 
 
 def start_floor_actors(settings: Settings, status: Status) -> None:
@@ -303,8 +302,10 @@ def stop_floor_actors(settings: Settings) -> None:
     import ray
 
     from cluster.esl_actor import actor_name
+    from cluster.floor import ROUTER_NAME
+    from cluster.switch_actor import SIM_NAME
 
-    names = [*FLOOR_ACTORS, settings.dialer.actor_name, actor_name(settings.freeswitch)]
+    names = [ROUTER_NAME, SIM_NAME, settings.dialer.actor_name, actor_name(settings.freeswitch)]
     for name in names:
         try:
             ray.kill(ray.get_actor(name, namespace="callfleet"), no_restart=True)
