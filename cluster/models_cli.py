@@ -123,10 +123,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "promote", parents=[common], help="make VERSION the one the cluster serves",
         description="Make VERSION the current version of KIND and record the change for "
-        "`rollback`. `callfleet up` then redeploys a running cluster with it.",
+        "`rollback`. When a cluster started by `callfleet up` is running, its deployment "
+        "serving KIND is reconfigured in place (user_config): replicas load VERSION beside "
+        "the old one and swap without a restart or a failed request. If they cannot load "
+        "it, the previous version is restored.",
     )
     p.add_argument("kind", metavar="KIND", help="model kind (e.g. intent, emotion)")
     p.add_argument("version", metavar="VERSION", help="version such as v0003 (or 3)")
+    p.add_argument("--no-apply", action="store_true", help="only change the registry; a running "
+                   "cluster keeps its version until the next `callfleet up`")
     p.set_defaults(func=cmd_models_promote)
 
     p = sub.add_parser(
@@ -135,6 +140,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "in HISTORY.jsonl. Repeated rollbacks walk further back.",
     )
     p.add_argument("kind", metavar="KIND", help="model kind (e.g. intent, emotion)")
+    p.add_argument("--no-apply", action="store_true", help="only change the registry")
     p.set_defaults(func=cmd_models_rollback)
 
 
@@ -261,7 +267,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
     registry = _registry(args)
     kind = _checked_kind(registry, args.kind)
     target = _version(registry, kind, args.version)
-    return _switch(registry, kind, target, action="promote")
+    return _switch(registry, kind, target, action="promote", args=args)
 
 
 @_reports_errors
@@ -280,7 +286,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
             f"no {kind} version was current before the earliest recorded promotion; "
             "nothing to roll back to"
         )
-    return _switch(registry, kind, _version(registry, kind, previous), action="rollback")
+    return _switch(registry, kind, _version(registry, kind, previous), action="rollback", args=args)
 
 
 # -- promotion history -------------------------------------------------------------------
@@ -332,7 +338,8 @@ def _rollback_target(history: list[dict[str, Any]]) -> str | None:
     return undo_stack[-1]
 
 
-def _switch(registry: ModelRegistry, kind: str, target: VersionInfo, action: str) -> int:
+def _switch(registry: ModelRegistry, kind: str, target: VersionInfo, action: str,
+            args: argparse.Namespace) -> int:
     before = registry.current(kind)
     console = _console()
     if before == target.version:
@@ -352,9 +359,34 @@ def _switch(registry: ModelRegistry, kind: str, target: VersionInfo, action: str
         if new_metrics.get(name) == old_metrics.get(name):
             continue
         console.print(f"  {name}: {_number(old_metrics.get(name))} -> {_number(new_metrics.get(name))}")
-    console.print("apply it to a running cluster with: callfleet up (this redeploys the app; "
-                  "calls in progress finish on the old gateway, but their turns stall while "
-                  "the model replicas restart)")
+    if getattr(args, "no_apply", False):
+        console.print("the running cluster (if any) keeps its version until `callfleet up`")
+        return 0
+    return _apply_live(args, registry, kind, target.version, before, console)
+
+
+def _apply_live(args: argparse.Namespace, registry: ModelRegistry, kind: str, version: str,
+                before: str | None, console: Console) -> int:
+    """Reconfigure a running cluster; on failure put the registry back as it was."""
+    from cluster.model_swap import SwapFailed, apply_to_cluster
+    from cluster.serve_deploy import ServeDeployError
+    from configs.settings import load_settings
+
+    settings = load_settings(getattr(args, "config", None))
+    try:
+        with console.status(f"reconfiguring the running cluster to serve {kind} {version}"):
+            outcome = apply_to_cluster(settings, registry.root, kind, version)
+    except (SwapFailed, ServeDeployError) as exc:
+        if before:
+            registry.promote(kind, before)
+            _append_history(registry, kind, {
+                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "from": version, "to": before, "action": "rollback",
+                "reason": "the running cluster could not load it",
+            })
+        raise ModelsCommandError(f"{kind} {version} was not put live: {exc}; the registry "
+                                 f"names {before or '(none)'} again") from None
+    console.print(outcome.message)
     return 0
 
 

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -160,46 +159,19 @@ def connect_ray(address: str) -> None:
 
 
 def deploy_app(settings: Settings, address: str, status: Status) -> None:
-    """Deploy (or update) the Serve app and wait until every deployment is RUNNING."""
+    """Deploy (or update) both Serve apps, the media gateway with its models and the REST
+    API at /api, from one declarative config (cluster/serve_deploy.py), and wait until
+    every deployment is RUNNING."""
     from ray import serve
 
-    from deployments.app import build_app
+    from cluster.serve_deploy import ServeDeployError, apply_config, build_config
 
     connect_ray(address)
     serve.start(http_options={"host": settings.serve.host, "port": settings.serve.http_port})
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            serve.run(build_app(settings), name=settings.serve.app_name,
-                      route_prefix=settings.serve.route_prefix, blocking=False)
-        except BaseException as exc:  # surfaced below
-            errors.append(exc)
-
-    worker = threading.Thread(target=run, daemon=True)
-    worker.start()
-    last = ""
-    while worker.is_alive():
-        line = _deployment_line(settings.serve.app_name)
-        if line and line != last:
-            status(line)
-            last = line
-        worker.join(1.0)
-    if errors:
-        raise ClusterError(f"the Serve app failed to deploy: {errors[0]}") from errors[0]
-
-
-def _deployment_line(app_name: str) -> str:
-    from ray import serve
-
     try:
-        app = serve.status().applications.get(app_name)
-    except Exception:
-        return ""
-    if app is None:
-        return "waiting for the Serve controller"
-    parts = [f"{name} {d.status.value.lower()}" for name, d in app.deployments.items()]
-    return "deployments: " + ", ".join(parts) if parts else f"app {app.status.value.lower()}"
+        apply_config(settings, build_config(settings), status)
+    except ServeDeployError as exc:
+        raise ClusterError(f"the Serve app failed to deploy: {exc}") from exc
 
 
 def wait_http(url: str, timeout: float = 120.0) -> dict[str, Any]:
@@ -254,25 +226,11 @@ def up(settings: Settings, status: Status = print,
     info_path(settings).parent.mkdir(parents=True, exist_ok=True)
     info_path(settings).write_text(json.dumps(asdict(info), indent=2))
 
-    status("deploying the Serve app (loading models)")
+    status("deploying the Serve apps: media gateway and models, REST API at /api")
     deploy_app(settings, address, status)
     wait_http(info.http_url)
-    status("deploying the REST API at /api")
-    deploy_api(settings)
     start_floor_actors(settings, status)
     return info
-
-
-def deploy_api(settings: Settings) -> None:
-    from ray import serve
-
-    from configs.settings import settings_doc
-    from deployments.api.ingress import build_api_app
-
-    serve.run(build_api_app(settings_doc(settings)), name=f"{settings.serve.app_name}-api",
-              route_prefix="/api", blocking=False)
-
-
 
 
 def start_floor_actors(settings: Settings, status: Status) -> None:

@@ -30,23 +30,33 @@ def _pinned_version(settings: Settings, kind: str, wanted: str) -> str:
     return ModelRegistry(settings.registry_path).current(kind) or "current"
 
 
+def model_user_configs(settings: Settings) -> dict[str, dict[str, Any]]:
+    """Each batching deployment's ``user_config`` (by deployment name), model versions
+    pinned. A declarative deploy that changes only these reconfigures replicas in place."""
+    return {
+        "asr": batch_user_config(settings.asr),
+        "intent": batch_user_config(
+            settings.intent, version=_pinned_version(settings, "intent", settings.intent.version),
+            backend=settings.intent.backend, shadow_version=settings.intent.shadow_version),
+        "emotion": batch_user_config(
+            settings.emotion, version=_pinned_version(settings, "emotion", settings.emotion.version)),
+    }
+
+
 def build_app(settings: Settings) -> Application:
     doc = settings_doc(settings)
-    intent_version = _pinned_version(settings, "intent", settings.intent.version)
-    emotion_version = _pinned_version(settings, "emotion", settings.emotion.version)
+    user_configs = model_user_configs(settings)
 
-    def opts(replica, **user_config: Any) -> dict[str, Any]:
+    def opts(replica, name: str) -> dict[str, Any]:
         return {
             "num_replicas": replica.replicas,
             "ray_actor_options": actor_options(replica),
-            "user_config": batch_user_config(replica, **user_config),
+            "user_config": user_configs[name],
         }
 
-    asr = ASRDeployment.options(**opts(settings.asr)).bind(doc)
-    intent = IntentDeployment.options(**opts(
-        settings.intent, version=intent_version, backend=settings.intent.backend,
-        shadow_version=settings.intent.shadow_version)).bind(doc)
-    emotion = EmotionDeployment.options(**opts(settings.emotion, version=emotion_version)).bind(doc)
+    asr = ASRDeployment.options(**opts(settings.asr, "asr")).bind(doc)
+    intent = IntentDeployment.options(**opts(settings.intent, "intent")).bind(doc)
+    emotion = EmotionDeployment.options(**opts(settings.emotion, "emotion")).bind(doc)
     tts = TTSDeployment.options(
         num_replicas=settings.tts.replicas,
         ray_actor_options=actor_options(settings.tts),
@@ -65,6 +75,9 @@ class AppArgs(BaseModel):
 
     config: str | None = Field(None, description="CallFleet YAML (default configs/default.yaml)")
     overrides: dict[str, Any] = Field(default_factory=dict, description="settings to override")
+    settings_sha256: str | None = Field(
+        None, description="hash of the config file's content (written by `callfleet up`): a "
+        "changed file changes the app's code version, so Serve rebuilds the app")
 
 
 def app_builder(args: dict[str, Any]) -> Application:

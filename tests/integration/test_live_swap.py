@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.helpers import Traffic
+
 pytestmark = pytest.mark.integration
 
 APP = "swaptest"
@@ -80,41 +82,6 @@ def _app(registry, version: str, **extra):
     return IntentDeployment.options(
         user_config=user_config, ray_actor_options={"num_cpus": 0.25}, health_check_period_s=2,
     ).bind(doc)
-
-
-class Traffic:
-    """Keeps `concurrency` requests in flight; records each answer's version or failure."""
-
-    def __init__(self, handle, concurrency: int = 3):
-        self.handle = handle
-        self.concurrency = concurrency
-        self.answers: list[tuple[float, str]] = []
-        self.failures: list[str] = []
-        self._stop = asyncio.Event()
-
-    async def _client(self, n: int) -> None:
-        texts = ["hello there", "goodbye for now", "hi", "see you later"]
-        i = n
-        while not self._stop.is_set():
-            try:
-                result = await self.handle.classify.remote(texts[i % len(texts)])
-                self.answers.append((time.monotonic(), result["model_version"]))
-            except Exception as exc:  # any failure a caller would see
-                self.failures.append(repr(exc)[:300])
-            i += 1
-
-    def longest_gap_s(self) -> float:
-        """The longest time without any answer (how long callers would have waited)."""
-        times = sorted(t for t, _ in self.answers)
-        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
-
-    async def run_while(self, action) -> None:
-        clients = [asyncio.create_task(self._client(n)) for n in range(self.concurrency)]
-        await asyncio.sleep(1.0)
-        await action()
-        await asyncio.sleep(1.0)
-        self._stop.set()
-        await asyncio.gather(*clients)
 
 
 async def _pid(handle) -> int:
