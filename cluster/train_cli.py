@@ -122,6 +122,9 @@ def _add_train_intent(kinds: argparse._SubParsersAction) -> None:
                    help=f"validation share (default {d.validation})")
     p.add_argument("--holdout", type=float, default=None,
                    help="held-out share (default 0.1, or 0 when the file has its own val split)")
+    p.add_argument("--pooling", choices=["mean", "cls"], default=d.pooling,
+                   help=f"classification head: mean of the token vectors or the [CLS] token "
+                   f"(default {d.pooling})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"default {d.seed}")
     p.add_argument("--cpu-threads", type=int, default=d.cpu_threads, help=f"torch threads (default {d.cpu_threads})")
     p.add_argument("--oos-max-rejection", type=float, default=d.oos_max_in_scope_rejection,
@@ -262,7 +265,7 @@ def cmd_train_intent(args: argparse.Namespace) -> int:
         config = IntentTrainConfig(
             epochs=args.epochs, lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
             patience=args.patience, validation=args.validation, holdout=args.holdout,
-            seed=args.seed, cpu_threads=args.cpu_threads,
+            seed=args.seed, cpu_threads=args.cpu_threads, pooling=args.pooling,
             oos_max_in_scope_rejection=args.oos_max_rejection,
         )
     except ValidationError as exc:

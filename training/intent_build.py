@@ -54,25 +54,21 @@ def resolve_holdout(config: IntentTrainConfig, has_own_eval: bool) -> float:
     return 0.0 if has_own_eval else DEFAULT_HOLDOUT
 
 
-def load_base(base: Path | None, labels: list[str]):
-    """(tokenizer, model, base description) with a fresh classification head for `labels`."""
+def load_base(base: Path | None, labels: list[str], pooling: str = "mean"):
+    """(tokenizer, model, base description) with a fresh classification head for `labels`
+    (training/intent_model.py: `pooling` "mean" or "cls")."""
     from deployments.engines.emotion import minilm_path, quiet_transformers
 
     path = Path(base) if base else minilm_path()
     if not (path / "config.json").is_file():
         raise IntentDataError(f"--base {path} is not a transformers model folder (no config.json)")
     with quiet_transformers():
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from training.intent_model import new_classifier
 
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={name: i for i, name in enumerate(labels)},
-            local_files_only=True,
-            ignore_mismatched_sizes=True,  # a fine-tuned base brings its own head size
-        )
+        model = new_classifier(path, labels, pooling)  # type: ignore[arg-type]
     return tokenizer, model, (MINILM_NAME if base is None else str(path))
 
 
@@ -111,7 +107,7 @@ def train_intent(
     try:
         seed_everything(config.seed)
         report("loading base model", 0.01)
-        tokenizer, model, base_name = load_base(options.base, labels)
+        tokenizer, model, base_name = load_base(options.base, labels, config.pooling)
 
         def rows(part: LabelledTexts):
             return tokenize(tokenizer, part.texts, [index[x] for x in part.labels], config.max_length)

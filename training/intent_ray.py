@@ -78,9 +78,9 @@ def fit_on_ray(options, config: IntentTrainConfig, labels: list[str], train: Lab
             raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error}")
         with result.checkpoint.as_directory() as folder:
             with quiet_transformers():
-                from transformers import AutoModelForSequenceClassification
+                from training.intent_model import load_classifier
 
-                model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+                model = load_classifier(folder)
             fit = FitResult(**json.loads((Path(folder) / FIT_FILE).read_text()))
         model.eval()
         report("training finished", 0.9)
@@ -108,7 +108,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     labels = loop_config["labels"]
     index = {name: i for i, name in enumerate(labels)}
     base = Path(loop_config["base"]) if loop_config["base"] else None
-    tokenizer, model, _ = load_base(base, labels)
+    tokenizer, model, _ = load_base(base, labels, config.pooling)
     wrapped = ray.train.torch.prepare_model(model)
 
     def rows(pair):

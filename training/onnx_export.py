@@ -52,10 +52,12 @@ def export_intent_onnx(
     folder = Path(folder)
     started = time.perf_counter()
     with quiet_transformers():
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import AutoTokenizer
+
+        from training.intent_model import load_classifier
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(folder, local_files_only=True)
+        model = load_classifier(folder)
     model.eval()
     names = _input_names(tokenizer)
     example = tokenizer(["hi", "hello there, how are you today"], padding=True, return_tensors="pt")

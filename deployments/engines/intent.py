@@ -116,6 +116,9 @@ class IntentClassifier:
         with quiet_transformers():
             from transformers import AutoConfig, AutoTokenizer
 
+            from training.intent_model import register
+
+            register()  # versions with the mean head have their own model type
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
             config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
         id2label = {int(k): v for k, v in config.id2label.items()}
@@ -126,11 +129,9 @@ class IntentClassifier:
             self._input_names = [i.name for i in self._session.get_inputs()]
         else:
             with quiet_transformers():
-                from transformers import AutoModelForSequenceClassification
+                from training.intent_model import load_classifier
 
-                self._model = AutoModelForSequenceClassification.from_pretrained(
-                    model_dir, local_files_only=True
-                )
+                self._model = load_classifier(model_dir)
             self._model.to(self.device).eval()
         log.info(
             "intent model %s loaded (%s on %s, %d labels, oos threshold %.3f)",

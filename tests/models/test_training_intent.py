@@ -67,6 +67,8 @@ def test_version_records_everything_needed_to_reproduce_it(banking_version, bank
     assert sorted(meta["label_map"].values()) == [
         "card_arrival", "exchange_rate", "lost_or_stolen_card", "top_up_failed"]
     assert meta["training_config"]["seed"] == 0 and meta["training_config"]["holdout"] == 0.2
+    assert meta["training_config"]["pooling"] == "mean"  # the default head
+    assert json.loads((info.path / "config.json").read_text())["model_type"] == "callfleet-meanpool-bert"
     assert len(meta["data_sha256"]) == 64
     m = info.metrics
     assert m["n_holdout"] == 24 and m["n_train"] + m["n_val"] + m["n_holdout"] == 120
