@@ -53,7 +53,33 @@ def run_level(settings, info, scenarios, voice, n: int, stagger_s: float, via: s
     out["share_over_1_5_s"] = round(out["turns_over_1_5_s"] / answered, 3) if answered else None
     out["cpu_percent"] = cpu
     out["concurrent_calls"] = n
+    out["stages_ms"] = asyncio.run(stage_times(info, [call.meta.call_id for _, call in plan]))
     return out
+
+
+STAGES = ("endpoint_ms", "asr_ms", "nlu_ms", "bot_ms", "first_audio_ms")
+
+
+async def stage_times(info, call_ids: list[str]) -> dict[str, dict[str, float]]:
+    """p50/p95 of each turn stage of these calls, from their records in Redis. Each stage is
+    measured from the endpoint (the gateway deciding the caller has finished), cumulative:
+    queued → ASR done → intent+emotion done → bot decided → first audio out."""
+    from cluster.call_state import RedisCallRecorder
+    from cluster.simulate import percentile
+
+    recorder = RedisCallRecorder(info.redis_url)
+    samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
+    try:
+        for call_id in call_ids:
+            record = await recorder.get_call(call_id) or {}
+            for turn in record.get("turns", []):
+                for stage, value in (turn.get("timing") or {}).items():
+                    if stage in samples and value is not None:
+                        samples[stage].append(float(value))
+    finally:
+        await recorder.close()
+    return {stage: {"p50": round(percentile(v, 0.5) or 0.0, 1), "p95": round(percentile(v, 0.95) or 0.0, 1)}
+            for stage, v in samples.items() if v}
 
 
 def main() -> int:
@@ -84,6 +110,11 @@ def main() -> int:
               f"{level['turn_latency_p95_s']:.2f} s  over 1.5 s {level['share_over_1_5_s']}  "
               f"completed {level['completed']}/{n}  failed {level['failed']}  dropped "
               f"{level['dropped']}  cpu {level['cpu_percent']:.0f} %", file=sys.stderr)
+        stages = level["stages_ms"]
+        if stages:
+            print("           stages after the endpoint, p50/p95 ms: " + "  ".join(
+                f"{name.removesuffix('_ms')} {v['p50']:.0f}/{v['p95']:.0f}"
+                for name, v in stages.items()), file=sys.stderr)
     ok = [lv["concurrent_calls"] for lv in levels
           if lv["turn_latency_p95_s"] <= TARGET_P95_S and lv["dropped"] == 0 and lv["failed"] == 0]
     best = max(ok) if ok else 0

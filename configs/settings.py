@@ -61,6 +61,11 @@ class ASRSettings(ReplicaSettings):
     gpu_compute_type: str = Field("float16", description="CTranslate2 compute type on GPU")
     beam_size: int = Field(2, ge=1, le=10, description="greedy (1) garbles clips; keep >= 2")
     language: str | None = Field("en", description="None = detect (multilingual models)")
+    min_window_s: float | None = Field(
+        None, ge=1.0, le=30.0,
+        description="opt-in speed-up: encode the utterance plus 1 s, at least this many "
+        "seconds, instead of whisper's fixed 30 s window (engines/asr_window.py). 20 s: ~1.6x "
+        "faster alone, ~1.9x in batches, but some words change (docs/benchmarks.md)")
     cpu_threads: int = 2
 
 
@@ -89,6 +94,9 @@ class TTSSettings(ReplicaSettings):
     coqui_model: str | None = Field(None, description="Coqui model folder (config.json + weights)")
     cache_size: int = Field(256, ge=0, le=100_000, description="prompts kept in the LRU cache")
     length_scale: float = Field(1.0, gt=0.2, lt=3.0, description="speaking rate (lower = faster)")
+    concurrency: int = Field(
+        1, ge=1, le=64, description="sentences synthesized at once per replica; the rest wait, "
+        "first sentences of a reply before the read-ahead of later ones")
     cpu_threads: int = 2
 
 

@@ -25,6 +25,7 @@ from deployments.common import settings_from
 from deployments.engines.tts import split_sentences
 from deployments.media_ws import serve_media_fork
 from deployments.metrics import MeteredRecorder
+from deployments.tts import FIRST_SENTENCE, READ_AHEAD
 
 app = FastAPI(title="CallFleet media gateway")
 
@@ -48,13 +49,14 @@ class ServeTurnModels:
         )
 
     async def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]:
-        """Sentence by sentence; the next sentence is synthesized while this one plays."""
+        """Sentence by sentence; the next sentence is synthesized while this one plays (as
+        read-ahead: the TTS replica serves other callers' first sentences before it)."""
         sentences = split_sentences(text)
-        pending = self.tts.synthesize.remote(sentences[0], sample_rate) if sentences else None
+        pending = self.tts.synthesize.remote(sentences[0], sample_rate, FIRST_SENTENCE) if sentences else None
         for i, sentence in enumerate(sentences):
             pcm = await pending
             if i + 1 < len(sentences):
-                pending = self.tts.synthesize.remote(sentences[i + 1], sample_rate)
+                pending = self.tts.synthesize.remote(sentences[i + 1], sample_rate, READ_AHEAD)
             yield sentence, pcm
 
 

@@ -10,6 +10,9 @@ from ray import serve
 
 from deployments.common import pick_device, settings_from
 from deployments.engines.tts import SpeechSynthesizer, make_engine
+from deployments.priority_gate import PriorityGate
+
+FIRST_SENTENCE, READ_AHEAD = 0, 1  # priorities: a caller waiting in silence goes first
 
 
 @serve.deployment(name="tts", health_check_period_s=10)
@@ -19,10 +22,16 @@ class TTSDeployment:
         engine = make_engine(cfg.tts, use_cuda=pick_device(cfg.tts) == "cuda")
         self.synth = SpeechSynthesizer(engine, cache_size=cfg.tts.cache_size)
         self.synth.synthesize("Hello.", 8000)  # warm up
+        self.gate = PriorityGate(cfg.tts.concurrency)
 
-    async def synthesize(self, text: str, sample_rate: int) -> bytes:
-        """L16 PCM of `text` at the call's sample rate."""
-        return await asyncio.to_thread(self.synth.synthesize, text, sample_rate)
+    async def synthesize(self, text: str, sample_rate: int, priority: int = FIRST_SENTENCE) -> bytes:
+        """L16 PCM of `text` at the call's sample rate. Cached prompts return at once;
+        synthesis waits for the gate (`priority` READ_AHEAD yields to first sentences)."""
+        pcm = self.synth.cached(text, sample_rate)
+        if pcm is not None:
+            return pcm
+        async with self.gate.hold(priority):
+            return await asyncio.to_thread(self.synth.synthesize, text, sample_rate)
 
     def cache_info(self) -> dict[str, Any]:
         return asdict(self.synth.cache_info())

@@ -26,6 +26,7 @@ import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from configs.settings import ASRSettings
+from deployments.engines.asr_window import WindowDecoder
 
 __all__ = [
     "MIN_AUDIO_S",
@@ -42,6 +43,8 @@ SAMPLE_RATE = 16_000
 MIN_AUDIO_S = 0.1
 """Shorter audio is answered with an empty transcript without running the model."""
 WINDOW_S = 30.0
+NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults for dropping a silent window
+LOGPROB_THRESHOLD = -1.0
 
 KNOWN_MODELS = ("tiny.en", "base")
 _BASE_PARTS = (
@@ -196,6 +199,10 @@ class WhisperTranscriber:
             cpu_threads=settings.cpu_threads,
         )
         self._batched = BatchedInferencePipeline(self._model)
+        self._window = (
+            WindowDecoder(self._model, settings.language, settings.beam_size, settings.min_window_s)
+            if settings.min_window_s is not None and settings.language is not None else None
+        )
         self._options = {
             "language": settings.language,
             "beam_size": settings.beam_size,
@@ -229,6 +236,8 @@ class WhisperTranscriber:
         duration = len(audio) / SAMPLE_RATE
         if duration < MIN_AUDIO_S:
             return self._empty(duration)
+        if self._window is not None and duration <= WINDOW_S:
+            return self._decode_window([audio])[0]
         started = time.perf_counter()
         segments, info = self._model.transcribe(audio, **self._options)
         segments = list(segments)  # decoding happens while the generator is drained
@@ -256,7 +265,10 @@ class WhisperTranscriber:
                 alone.append(i)  # the batched pipeline would cut it at 30 s / share one language
             else:
                 together.append(i)
-        if len(together) == 1:
+        if together and self._window is not None:
+            for i, transcript in zip(together, self._decode_window([clips[i] for i in together]), strict=True):
+                results[i] = transcript
+        elif len(together) == 1:
             alone += together
         elif together:
             decoded = self._decode_together([clips[i] for i in together])
@@ -265,6 +277,21 @@ class WhisperTranscriber:
         for i in alone:
             results[i] = self.transcribe(clips[i])
         return results  # type: ignore[return-value]
+
+    def _decode_window(self, clips: list[np.ndarray]) -> list[Transcript]:
+        """One batch through the utterance-sized encoder window (engines/asr_window.py)."""
+        started = time.perf_counter()
+        decoded = self._window.decode(clips)
+        elapsed = time.perf_counter() - started
+        logger.debug("transcribed a batch of %d in %.3fs (short window)", len(clips), elapsed)
+        out = []
+        for d, clip in zip(decoded, clips, strict=True):
+            # faster-whisper's silence rule: likely no speech and a low-confidence decode
+            silent = d.no_speech_prob > NO_SPEECH_THRESHOLD and d.avg_logprob < LOGPROB_THRESHOLD
+            silent = silent or not any(ch.isalnum() for ch in d.text)  # "." for silence
+            out.append(Transcript("" if silent else d.text, self.settings.language or "",
+                                  d.avg_logprob, d.no_speech_prob, len(clip) / SAMPLE_RATE, elapsed))
+        return out
 
     def _decode_together(self, clips: list[np.ndarray]) -> list[Transcript]:
         started = time.perf_counter()

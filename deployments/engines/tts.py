@@ -312,6 +312,18 @@ class SpeechSynthesizer:
         self._hits = 0
         self._misses = 0
 
+    def cached(self, text: str, sample_rate: int) -> bytes | None:
+        """The rendered audio when it is in the cache (counts as a hit), else None."""
+        if self.cache_size <= 0 or not isinstance(text, str):
+            return None
+        key = (text.strip(), sample_rate)
+        with self._lock:
+            pcm = self._cache.get(key)
+            if pcm is not None:
+                self._cache.move_to_end(key)
+                self._hits += 1
+            return pcm
+
     def synthesize(self, text: str, sample_rate: int) -> bytes:
         """Render ``text`` as L16 (signed 16-bit little-endian) mono PCM at ``sample_rate``."""
         if not isinstance(sample_rate, int) or not 4000 <= sample_rate <= 192_000:

@@ -161,3 +161,17 @@ def test_base_model_is_joined_once_and_loads(tmp_path):
     audio, ref = load_manifest(LIBRISPEECH)[3]
     result = base.transcribe(audio)
     assert wer(ref, result.text) < 0.35, result.text
+
+
+def test_short_encoder_window_transcribes_sentences_in_batches(tmp_path):
+    """The opt-in utterance-sized window (asr.min_window_s): still understands real
+    sentences, keeps batch order, and drops near-silence like the 30 s path."""
+    fast = WhisperTranscriber(ASRSettings(model="tiny.en", beam_size=2, cpu_threads=2,
+                                          min_window_s=20), tmp_path, device="cpu")
+    clips = load_manifest(LIBRIVOX)
+    results = fast.transcribe_batch([audio for audio, _ in clips])
+    errors = sum(wer(ref, r.text) * len(normalise(ref)) for (_, ref), r in zip(clips, results, strict=True))
+    assert errors / sum(len(normalise(ref)) for _, ref in clips) < 0.35, [r.text for r in results]
+    assert "dashwood" in normalise(results[0].text)
+    assert fast.transcribe(np.zeros(16000, dtype=np.float32)).text == ""
+

@@ -158,6 +158,17 @@ def test_cache_is_thread_safe_and_can_be_off():
     off.synthesize("again", 8000)
     off.synthesize("again", 8000)
     assert off.cache_info().size == 0
+    assert off.cached("again", 8000) is None
+
+
+def test_cached_peeks_without_synthesizing():
+    engine = CountingEngine()
+    synth = SpeechSynthesizer(engine, cache_size=4)
+    assert synth.cached("Your order has shipped.", 8000) is None
+    pcm = synth.synthesize("Your order has shipped.", 8000)
+    assert synth.cached(" Your order has shipped. ", 8000) == pcm  # same key as synthesize
+    assert synth.cached("Your order has shipped.", 16000) is None  # another rate
+    assert engine.calls == 1 and synth.cache_info().hits == 1
 
 
 def test_split_sentences_keeps_abbreviations_and_numbers():
