@@ -26,11 +26,17 @@ class TTSDeployment:
 
     async def synthesize(self, text: str, sample_rate: int, priority: int = FIRST_SENTENCE) -> bytes:
         """L16 PCM of `text` at the call's sample rate. Cached prompts return at once;
-        synthesis waits for the gate (`priority` READ_AHEAD yields to first sentences)."""
+        synthesis waits for the gate (`priority` READ_AHEAD yields to first sentences), and
+        a prompt rendered while it waited is taken from the cache."""
         pcm = self.synth.cached(text, sample_rate)
         if pcm is not None:
             return pcm
         async with self.gate.hold(priority):
+            # many calls of one campaign ask for the same prompt at once: the first holder
+            # renders it, the ones queued behind it find it in the cache
+            pcm = self.synth.cached(text, sample_rate)
+            if pcm is not None:
+                return pcm
             return await asyncio.to_thread(self.synth.synthesize, text, sample_rate)
 
     def cache_info(self) -> dict[str, Any]:
