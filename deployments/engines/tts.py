@@ -333,12 +333,10 @@ class SpeechSynthesizer:
             self.cache_size > 0 and isinstance(text, str) and len(key[0]) <= self.max_cached_chars
         )
         if cacheable:
+            pcm = self.cached(key[0], sample_rate)
+            if pcm is not None:
+                return pcm
             with self._lock:
-                pcm = self._cache.get(key)
-                if pcm is not None:
-                    self._cache.move_to_end(key)
-                    self._hits += 1
-                    return pcm
                 self._misses += 1
         audio = resample_int16(self.engine.synthesize(text), self.engine.sample_rate, sample_rate)
         pcm = audio.astype("<i2").tobytes()
