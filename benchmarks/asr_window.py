@@ -7,7 +7,8 @@ against windows sized to the utterance (`asr.min_window_s`), on the real speech 
 
 Each clip is transcribed alone (what one caller waits for) and, with --batch N, in batches
 of N (what a busy replica does). Corpus WER uses the same normalisation as
-tests/models/test_asr.py (lower case, punctuation dropped, numbers as written).
+tests/models/test_asr.py (deployments/engines/asr_metrics.py: lower case, punctuation
+dropped, titles as spoken, numbers as written).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import argparse
 import csv
 import json
 import platform
-import re
 import statistics
 import sys
 import time
@@ -28,23 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs.settings import ASRSettings  # noqa: E402
 from deployments.engines.asr import WhisperTranscriber  # noqa: E402
+from deployments.engines.asr_metrics import normalise_words, word_edits  # noqa: E402
 
 SPEECH = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "speech"
 SETS = ("librivox_pocketsphinx_5utt", "librispeech_test-clean_4utt", "ljspeech_32utt",
         "fsdd_digits_dev")
-
-
-def normalise(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-
-
-def edits(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
 
 
 def load_clips(limit_digits: int) -> list[tuple[str, object, str]]:
@@ -74,7 +62,7 @@ def measure(engine: WhisperTranscriber, clips, batch: int) -> dict:
         started = time.perf_counter()
         text = engine.transcribe(audio).text
         alone_ms.append((time.perf_counter() - started) * 1000)
-        e, n = edits(normalise(ref), normalise(text)), len(normalise(ref))
+        e, n = word_edits(normalise_words(ref), normalise_words(text)), len(normalise_words(ref))
         errors, words = errors + e, words + n
         counts = per_set.setdefault(name, [0, 0])
         counts[0] += e

@@ -33,6 +33,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from cluster.serve_deploy import SERVED_MODEL_DEPLOYMENTS
 from training.registry import BUILD_COMMANDS, ModelNotFoundError, ModelRegistry, VersionInfo
 
 __all__ = ["HISTORY_FILE", "ModelsCommandError", "register"]
@@ -41,7 +42,7 @@ log = logging.getLogger("callfleet.cluster.models_cli")
 
 HISTORY_FILE = "HISTORY.jsonl"
 #: kinds the Serve app loads; listed even before any version of them is built.
-SERVED_KINDS = ("intent", "emotion")
+SERVED_KINDS = tuple(SERVED_MODEL_DEPLOYMENTS)
 _VERSION_ARG_RE = re.compile(r"^v?(\d+)$")
 #: metrics `models list` shows by default (quality, size of the training set, cost);
 #: --all-metrics or `models compare` show every one

@@ -137,7 +137,8 @@ def apply_config(settings: Settings, config: dict[str, Any], status: Status = la
     deadline = time.monotonic() + timeout_s
     last = ""
     while True:
-        states = {name: client.get_serve_status(name).app_status for name in names}
+        overviews = {name: client.get_serve_status(name) for name in names}
+        states = {name: overview.app_status for name, overview in overviews.items()}
         failed = [(n, s) for n, s in states.items() if s.status in ("DEPLOY_FAILED", "UNHEALTHY")]
         if failed:
             name, state = failed[0]
@@ -145,7 +146,7 @@ def apply_config(settings: Settings, config: dict[str, Any], status: Status = la
                                    f"{_last_line(state.message)}")
         if all(s.status == "RUNNING" for s in states.values()):
             break
-        line = _progress_line(client, names[0])
+        line = _progress_line(overviews[names[0]])
         if line and line != last:
             status(line)
             last = line
@@ -158,12 +159,9 @@ def apply_config(settings: Settings, config: dict[str, Any], status: Status = la
     path.write_text(json.dumps(config, indent=2))
 
 
-def _progress_line(client: Any, app_name: str) -> str:
-    try:
-        deployments = client.get_serve_status(app_name).deployment_statuses
-    except Exception:  # the controller is still building the app
-        return ""
-    parts = [f"{d.name} {d.status.lower()}" for d in deployments]
+def _progress_line(overview: Any) -> str:
+    """One line of deployment states (empty while the controller is still building the app)."""
+    parts = [f"{d.name} {d.status.lower()}" for d in overview.deployment_statuses]
     return "deployments: " + ", ".join(parts) if parts else ""
 
 

@@ -64,7 +64,7 @@ class ASRSettings(ReplicaSettings):
     min_window_s: float | None = Field(
         None, ge=1.0, le=30.0,
         description="opt-in speed-up: encode the utterance plus 1 s, at least this many "
-        "seconds, instead of whisper's fixed 30 s window (engines/asr_window.py). 20 s: ~1.6x "
+        "seconds, instead of whisper's fixed 30 s window (engines/asr_window.py). 20 s: ~1.4x "
         "faster alone, ~1.9x in batches, but some words change (docs/benchmarks.md)")
     cpu_threads: int = 2
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from cluster.scenarios import trim_silence
+from deployments.engines.asr_metrics import word_error_rate
 from telephony import codecs
 from telephony.fork_client import CallerTurn, SimulatedCall, run_call
 from telephony.media_fork import ForkMetadata
@@ -23,15 +24,6 @@ pytestmark = pytest.mark.integration
 
 def words(text: str) -> str:
     return re.sub(r"[^a-z ]", "", text.lower())
-
-
-def word_error_rate(ref: list[str], hyp: list[str]) -> float:
-    d = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, d[0] = d[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, d[j] = d[j], min(d[j] + 1, d[j - 1] + 1, prev + (r != h))
-    return d[len(hyp)] / len(ref)
 
 
 def call_url(info, call: SimulatedCall) -> str:

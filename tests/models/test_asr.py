@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import os
-import re
 import time
 from pathlib import Path
 
@@ -19,28 +18,18 @@ from deployments.engines.asr import (
     WhisperTranscriber,
     resolve_whisper_model,
 )
+from deployments.engines.asr_metrics import normalise_words, word_error_rate
 
 pytestmark = pytest.mark.models
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 LIBRIVOX = DATASETS / "speech" / "librivox_pocketsphinx_5utt"
 LIBRISPEECH = DATASETS / "speech" / "librispeech_test-clean_4utt"
-_SPOKEN = {"mr": "mister", "mrs": "missus", "dr": "doctor"}
-
-
-def normalise(text: str) -> list[str]:
-    words = re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split()
-    return [_SPOKEN.get(w, w) for w in words]
+normalise = normalise_words
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / max(len(ref), 1)
+    return word_error_rate(normalise(reference), normalise(hypothesis))
 
 
 def load_manifest(folder: Path) -> list[tuple[np.ndarray, str]]:
