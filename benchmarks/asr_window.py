@@ -90,6 +90,7 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=8, help="also time batches of N (1 = off)")
     parser.add_argument("--digits", type=int, default=20, help="spoken-digit clips to include")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--beam", type=int, default=2, help="beam size (configs/default.yaml: 2)")
     parser.add_argument("--cache-dir", default="var/models")
     parser.add_argument("--json", action="store_true", help="only the JSON line on stdout")
     args = parser.parse_args()
@@ -100,7 +101,8 @@ def main() -> int:
         return 2
     results = {}
     for window in args.windows:
-        settings = ASRSettings(model=args.model, beam_size=2, cpu_threads=args.threads,
+        settings = ASRSettings(model=args.model, beam_size=args.beam, cpu_threads=args.threads,
+                               workers=1, busy_window_s=None,
                                min_window_s=None if window >= 30 else window)
         engine = WhisperTranscriber(settings, Path(args.cache_dir), device="cpu")
         label = "fixed_30s" if window >= 30 else f"min_{window:g}s"
@@ -112,7 +114,7 @@ def main() -> int:
               + "  ".join(f"{k.split('_')[0]} {v:.3f}" for k, v in r["wer_per_set"].items()),
               file=sys.stderr)
     print(json.dumps({
-        "benchmark": "asr_window", "model": args.model, "clips": len(clips),
+        "benchmark": "asr_window", "model": args.model, "beam_size": args.beam, "clips": len(clips),
         "machine": f"{platform.machine()} {psutil.cpu_count()} cpu(s), {args.threads} threads",
         "results": results,
     }))

@@ -41,10 +41,15 @@ class ClusterInfo:
     http_url: str
     app_name: str
     started_at: float
+    media_port: int | None = None  # the gateway's own media port (None: the HTTP route)
 
     @property
     def media_url(self) -> str:
-        return self.http_url.replace("http://", "ws://") + "/media"
+        """Where local tools (simulate, benchmarks, tests) open media forks."""
+        base = self.http_url.replace("http://", "ws://")
+        if self.media_port:
+            base = f"{base.rsplit(':', 1)[0]}:{self.media_port}"
+        return base + "/media"
 
 
 def info_path(settings: Settings) -> Path:
@@ -222,6 +227,7 @@ def up(settings: Settings, status: Status = print,
         started_redis=started_redis,
         http_url=f"http://{settings.serve.host}:{settings.serve.http_port}",
         app_name=settings.serve.app_name, started_at=time.time(),
+        media_port=settings.gateway.media_port,
     )
     info_path(settings).parent.mkdir(parents=True, exist_ok=True)
     info_path(settings).write_text(json.dumps(asdict(info), indent=2))

@@ -66,7 +66,16 @@ class ASRSettings(ReplicaSettings):
         description="opt-in speed-up: encode the utterance plus 1 s, at least this many "
         "seconds, instead of whisper's fixed 30 s window (engines/asr_window.py). 20 s: ~1.4x "
         "faster alone, ~1.9x in batches, but some words change (docs/benchmarks.md)")
-    cpu_threads: int = 2
+    busy_window_s: float | None = Field(
+        20.0, ge=1.0, le=30.0,
+        description="the same shorter window, used only while more than one utterance is "
+        "being decoded or waiting: a lone caller gets whisper's full 30 s window, a busy "
+        "replica trades a few words (WER 0.083 -> 0.088) for ~1.9x throughput. null = never")
+    workers: int = Field(
+        2, ge=1, le=16,
+        description="batches one replica decodes at once, each on cpu_threads threads "
+        "(CTranslate2 workers). tiny.en gains nothing from a second thread on one utterance "
+        "but twice the throughput from two utterances at once (docs/benchmarks.md)")
 
 
 class IntentSettings(ReplicaSettings):
@@ -117,6 +126,11 @@ class GatewaySettings(ReplicaSettings):
         description="default way to return bot audio when the metadata does not say: binary L16 "
         "frames (jambonz bidirectional fork) or playAudio JSON (drachtio fork)",
     )
+    media_port: int | None = Field(
+        8001, ge=1, le=65535,
+        description="each gateway replica also takes media forks on this port of serve.host, "
+        "straight into the replica (no Serve proxy hop per audio frame; replicas on one node "
+        "share it). null = forks only through the Serve HTTP route /media/<uuid>")
     max_metadata_bytes: int = Field(8192, ge=256, le=65536)
     max_frame_bytes: int = Field(16384, ge=320, le=1 << 20, description="largest binary frame")
     playout_lead_ms: int = Field(100, ge=20, le=2000, description="audio sent ahead of playout")
@@ -134,7 +148,8 @@ class FreeswitchSettings(_Section):
     password: SecretStr = Field(SecretStr("ClueCon"), description="event socket password: change it")
     media_url: str | None = Field(
         None, description="media gateway route FreeSWITCH forks to, /<uuid> appended; None = "
-        "ws://<serve.host>:<serve.http_port>/media (set it to an address FreeSWITCH can reach)")
+        "ws://<serve.host>:<gateway.media_port>/media, or the Serve HTTP port when media_port "
+        "is null (set it to an address FreeSWITCH can reach)")
     fork_rate: Literal["8k", "16k"] = Field("16k", description="media fork sample rate")
     playback: Literal["binary", "playAudio"] = Field(
         "binary", description="binary L16 back (jambonz fork) or playAudio files (drachtio module)")
@@ -182,7 +197,8 @@ class Settings(BaseSettings):
     """Everything a CallFleet process may be configured with."""
 
     model_config = SettingsConfigDict(
-        env_prefix="CALLFLEET_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="CALLFLEET_", env_nested_delimiter="__", extra="forbid",
+        env_parse_none_str="null",  # CALLFLEET_GATEWAY__MEDIA_PORT=null turns a setting off
     )
 
     state_dir: Path = Field(Path("var"), description="pid files, logs, caches, registry")
@@ -214,7 +230,8 @@ class Settings(BaseSettings):
             self.registry_path = self.state_dir / "registry"
         self.registry_path = Path(self.registry_path).expanduser().resolve()
         if self.freeswitch.media_url is None:
-            self.freeswitch.media_url = f"ws://{self.serve.host}:{self.serve.http_port}/media"
+            port = self.gateway.media_port or self.serve.http_port
+            self.freeswitch.media_url = f"ws://{self.serve.host}:{port}/media"
         if self.store_url is None:
             self.store_url = f"sqlite:///{self.state_dir / 'callfleet.db'}"
         return self

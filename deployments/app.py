@@ -48,8 +48,11 @@ def build_app(settings: Settings) -> Application:
     user_configs = model_user_configs(settings)
 
     def opts(replica, name: str) -> dict[str, Any]:
+        concurrent_batches = getattr(replica, "workers", 1)
         return {
             "num_replicas": replica.replicas,
+            # Serve's default (5) would cap every batch below max_batch_size
+            "max_ongoing_requests": replica.max_batch_size * concurrent_batches,
             "ray_actor_options": actor_options(replica),
             "user_config": user_configs[name],
         }

@@ -16,16 +16,25 @@ from deployments.engines.asr import WhisperTranscriber
 @serve.deployment(name="asr", health_check_period_s=10)
 class ASRDeployment:
     def __init__(self, settings: dict[str, Any]):
-        cfg = settings_from(settings)
-        self.engine = WhisperTranscriber(cfg.asr, cfg.cache_dir, device=pick_device(cfg.asr))
+        cfg = settings_from(settings).asr
+        self.engine = WhisperTranscriber(cfg, settings_from(settings).cache_dir,
+                                         device=pick_device(cfg))
         self.engine.warmup()
+        # Built here rather than as a class decorator so `asr.workers` batches can be
+        # decoded at once: one utterance does not get faster on a second CPU thread, but
+        # two utterances on one thread each finish in the time of one.
+        self._batched = serve.batch(
+            max_batch_size=cfg.max_batch_size, batch_wait_timeout_s=cfg.batch_wait_timeout_s,
+            max_concurrent_batches=cfg.workers)(self._transcribe_batch)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
-        apply_batching(self.transcribe, config)
+        apply_batching(self._batched, config)
 
-    @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def transcribe(self, pcms: list[bytes]) -> list[dict[str, Any]]:
-        """16 kHz L16 utterances in, transcripts out (one thread call per batch)."""
+    async def transcribe(self, pcm: bytes) -> dict[str, Any]:
+        """One 16 kHz L16 utterance in, its transcript out (batched across calls)."""
+        return await self._batched(pcm)
+
+    async def _transcribe_batch(self, pcms: list[bytes]) -> list[dict[str, Any]]:
         audios = [np.frombuffer(p, dtype="<i2").astype(np.float32) / 32768.0 for p in pcms]
         results = await asyncio.to_thread(self.engine.transcribe_batch, audios)
         return [asdict(r) for r in results]

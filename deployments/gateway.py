@@ -3,7 +3,9 @@
 (No `from __future__ import annotations` here: FastAPI must see the real `WebSocket`
 annotation through Serve's class-based ingress, or it treats `ws` as a query parameter.)
 
-`/media/{call_uuid}` speaks drachtio mod_audio_fork (see telephony/media_fork.py); each
+Media forks speak drachtio mod_audio_fork (see telephony/media_fork.py) and arrive on
+the replica's own media port (`gateway.media_port`, deployments/media_server.py: no
+proxy hop per audio frame) or through Serve's HTTP route `/media/{call_uuid}`. Each
 websocket is one `CallSession` running as tasks on this replica, calling the model
 deployments through their handles.
 """
@@ -23,7 +25,8 @@ from deployments.bot_actions import FloorActions
 from deployments.bot_registry import BotRegistry
 from deployments.common import settings_from
 from deployments.engines.tts import split_sentences
-from deployments.media_ws import serve_media_fork
+from deployments.media_server import MediaServer
+from deployments.media_ws import ForkSocket, StarletteForkSocket, serve_media_fork
 from deployments.metrics import MeteredRecorder
 from deployments.tts import FIRST_SENTENCE, READ_AHEAD
 
@@ -62,12 +65,15 @@ class ServeTurnModels:
 
 # a replaced gateway replica (redeploy, scale-down) keeps serving its calls until they end,
 # up to 10 minutes, instead of cutting them after Serve's default 20 s
+DRAIN_S = 600
+
+
 @serve.deployment(name="gateway", max_ongoing_requests=1000,
-                  graceful_shutdown_timeout_s=600, graceful_shutdown_wait_loop_s=2)
+                  graceful_shutdown_timeout_s=DRAIN_S, graceful_shutdown_wait_loop_s=2)
 @serve.ingress(app)
 class MediaGateway:
-    def __init__(self, asr: DeploymentHandle, intent: DeploymentHandle,
-                 emotion: DeploymentHandle, tts: DeploymentHandle, settings: dict[str, Any]):
+    async def __init__(self, asr: DeploymentHandle, intent: DeploymentHandle,
+                       emotion: DeploymentHandle, tts: DeploymentHandle, settings: dict[str, Any]):
         self.cfg = settings_from(settings)
         if not self.cfg.redis_url:
             raise ValueError("redis_url is not set: the gateway keeps call context in Redis")
@@ -78,6 +84,10 @@ class MediaGateway:
         self.bots = BotRegistry(self.cfg)
         webhooks = WebhookSender(self.cfg.webhooks) if self.cfg.webhooks.urls else None
         self.actions = FloorActions(self.cfg.redis_url, webhooks)
+        self.media: MediaServer | None = None
+        if self.cfg.gateway.media_port:
+            self.media = MediaServer(self.cfg.serve.host, self.cfg.gateway.media_port, self._run_fork)
+            await self.media.start()
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
@@ -92,12 +102,21 @@ class MediaGateway:
 
     @app.websocket("/media/{call_uuid}")
     async def media(self, ws: WebSocket, call_uuid: str) -> None:
+        await self._run_fork(StarletteForkSocket(ws), call_uuid)
+
+    async def _run_fork(self, sock: ForkSocket, call_uuid: str) -> str:
         self.active.add(call_uuid)
         try:
-            await serve_media_fork(ws, call_uuid, self.cfg.gateway, self.models, self.recorder,
-                                   self.bots, self.actions)
+            return await serve_media_fork(sock, call_uuid, self.cfg.gateway, self.models,
+                                          self.recorder, self.bots, self.actions)
         finally:
             self.active.discard(call_uuid)
+
+    async def __del__(self) -> None:
+        # Serve waits for HTTP-route forks itself; media-port forks are not Serve requests,
+        # so the replica waits here for them (within the same shutdown budget)
+        if self.media is not None:
+            await self.media.drain(DRAIN_S - 30)
 
     async def check_health(self) -> None:
         await asyncio.wait_for(self.recorder.redis.ping(), 5)

@@ -1,14 +1,18 @@
 """One media-fork websocket, from handshake to close: protocol checks at the edge, then
 the call session. A bad peer gets its own connection closed with a reason; nothing it
-sends can reach another call."""
+sends can reach another call.
+
+The same code runs whichever server accepted the socket: Serve's HTTP route (Starlette,
+through the Serve proxy) or the gateway's own media port (`deployments/media_server.py`,
+the `websockets` library, no proxy hop). Each gives it a `ForkSocket`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-
-from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+from typing import Protocol
 
 from configs.settings import GatewaySettings
 from telephony import media_fork
@@ -20,43 +24,103 @@ log = logging.getLogger("callfleet.media")
 METADATA_TIMEOUT_S = 10.0
 
 
-class WebSocketOut:
-    """AudioOut over a Starlette websocket; quietly drops sends after the peer left."""
+class PeerGone(ConnectionError):
+    """The other end of the fork went away."""
 
-    def __init__(self, ws: WebSocket):
+
+class ForkSocket(Protocol):
+    """What the fork runner needs from a server-side websocket."""
+
+    offered: list[str]  # subprotocols the peer offered
+
+    async def accept(self, subprotocol: str | None) -> None: ...
+
+    async def receive(self) -> bytes | str | None:
+        """The next frame, or None once the peer has closed."""
+
+    async def send_bytes(self, data: bytes) -> None: ...  # raise PeerGone when closed
+
+    async def send_text(self, data: str) -> None: ...
+
+    async def close(self, code: int, reason: str) -> None: ...
+
+
+class StarletteForkSocket:
+    """A fork that came in through Serve's HTTP route."""
+
+    def __init__(self, ws):
+        from starlette.websockets import WebSocketDisconnect
+
         self.ws = ws
+        self._gone = (WebSocketDisconnect, RuntimeError, OSError)
+        header = ws.headers.get("sec-websocket-protocol", "")
+        self.offered = [p.strip() for p in header.split(",") if p.strip()]
+
+    async def accept(self, subprotocol: str | None) -> None:
+        await self.ws.accept(subprotocol=subprotocol)
+
+    async def receive(self) -> bytes | str | None:
+        try:
+            msg = await self.ws.receive()
+        except self._gone:
+            return None
+        if msg["type"] == "websocket.disconnect":
+            return None
+        if msg.get("bytes") is not None:
+            return msg["bytes"]
+        return msg.get("text") or ""
+
+    async def send_bytes(self, data: bytes) -> None:
+        try:
+            await self.ws.send_bytes(data)
+        except self._gone as exc:
+            raise PeerGone(str(exc)) from None
+
+    async def send_text(self, data: str) -> None:
+        try:
+            await self.ws.send_text(data)
+        except self._gone as exc:
+            raise PeerGone(str(exc)) from None
+
+    async def close(self, code: int, reason: str) -> None:
+        from starlette.websockets import WebSocketState
+
+        with contextlib.suppress(*self._gone):
+            if self.ws.application_state != WebSocketState.DISCONNECTED:
+                await self.ws.close(code=code, reason=reason)
+
+
+class WebSocketOut:
+    """AudioOut over a fork socket; quietly drops sends after the peer left."""
+
+    def __init__(self, sock: ForkSocket):
+        self.sock = sock
         self.closed = False
 
     async def send_bytes(self, data: bytes) -> None:
-        await self._send(self.ws.send_bytes, data)
+        await self._send(self.sock.send_bytes, data)
 
     async def send_text(self, data: str) -> None:
-        await self._send(self.ws.send_text, data)
+        await self._send(self.sock.send_text, data)
 
     async def _send(self, fn, data) -> None:
         if self.closed:
             return
         try:
             await fn(data)
-        except (WebSocketDisconnect, RuntimeError, OSError):
+        except (PeerGone, OSError):
             self.closed = True
 
     async def close(self, code: int, reason: str) -> None:
         if self.closed:
             return
         self.closed = True
-        with contextlib.suppress(RuntimeError, OSError, WebSocketDisconnect):
-            if self.ws.application_state != WebSocketState.DISCONNECTED:
-                await self.ws.close(code=code, reason=reason)
-
-
-def offered_subprotocols(ws: WebSocket) -> list[str]:
-    header = ws.headers.get("sec-websocket-protocol", "")
-    return [p.strip() for p in header.split(",") if p.strip()]
+        with contextlib.suppress(PeerGone, OSError):
+            await self.sock.close(code, reason)
 
 
 async def serve_media_fork(
-    ws: WebSocket,
+    sock: ForkSocket,
     call_uuid: str,
     settings: GatewaySettings,
     models: TurnModels,
@@ -65,21 +129,21 @@ async def serve_media_fork(
     actions=None,
 ) -> str:
     """Run one fork; returns why it ended."""
-    out = WebSocketOut(ws)
-    if media_fork.SUBPROTOCOL not in offered_subprotocols(ws):
-        await ws.accept()
+    out = WebSocketOut(sock)
+    if media_fork.SUBPROTOCOL not in sock.offered:
+        await sock.accept(None)
         await out.close(
             media_fork.CLOSE_PROTOCOL_ERROR, f"subprotocol {media_fork.SUBPROTOCOL} required"
         )
         return "wrong subprotocol"
-    await ws.accept(subprotocol=media_fork.SUBPROTOCOL)
+    await sock.accept(media_fork.SUBPROTOCOL)
     try:
-        meta = await _read_metadata(ws, call_uuid, settings)
+        meta = await _read_metadata(sock, call_uuid, settings)
     except ProtocolError as err:
         log.warning("media fork rejected: %s", err.reason)
         await out.close(err.close_code, err.reason)
         return err.reason
-    except (WebSocketDisconnect, asyncio.TimeoutError):
+    except (PeerGone, asyncio.TimeoutError):
         await out.close(media_fork.CLOSE_POLICY, "no metadata received")
         return "no metadata"
 
@@ -95,23 +159,19 @@ async def serve_media_fork(
     try:
         await session.start()
         watcher = asyncio.create_task(_close_when_finished(session, out))
-        while True:
-            msg = await ws.receive()
-            if msg["type"] == "websocket.disconnect":
-                break
-            data = msg.get("bytes")
-            if data is not None:
+        while (data := await sock.receive()) is not None:
+            if isinstance(data, bytes):
                 media_fork.check_audio_frame(data, meta.sample_rate, settings.max_frame_bytes)
                 await session.on_audio(data)
-            elif msg.get("text") is not None:
-                session.on_text(msg["text"])
+            else:
+                session.on_text(data)
         if session.finished.is_set():
             reason = session.outcome.reason
     except ProtocolError as err:
         reason = f"protocol error: {err.reason}"
         log.warning("media fork closed: %s", err.reason)
         await out.close(err.close_code, err.reason)
-    except (WebSocketDisconnect, RuntimeError):
+    except (PeerGone, RuntimeError):
         reason = session.outcome.reason if session.finished.is_set() else "connection lost"
     finally:
         if watcher is not None:
@@ -120,16 +180,16 @@ async def serve_media_fork(
     return reason
 
 
-async def _read_metadata(ws: WebSocket, call_uuid: str, settings: GatewaySettings):
-    msg = await asyncio.wait_for(ws.receive(), METADATA_TIMEOUT_S)
-    if msg["type"] == "websocket.disconnect":
-        raise WebSocketDisconnect(msg.get("code", 1000))
-    if msg.get("bytes") is not None:
+async def _read_metadata(sock: ForkSocket, call_uuid: str, settings: GatewaySettings):
+    data = await asyncio.wait_for(sock.receive(), METADATA_TIMEOUT_S)
+    if data is None:
+        raise PeerGone("closed before metadata")
+    if isinstance(data, bytes):
         raise ProtocolError(
             "binary frame before metadata: the first frame must be the JSON metadata text",
             media_fork.CLOSE_PROTOCOL_ERROR,
         )
-    return media_fork.parse_metadata(msg.get("text") or "", call_uuid, settings.max_metadata_bytes)
+    return media_fork.parse_metadata(data, call_uuid, settings.max_metadata_bytes)
 
 
 async def _close_when_finished(session: CallSession, out: WebSocketOut) -> None:

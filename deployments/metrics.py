@@ -13,7 +13,7 @@ from typing import Any
 
 from ray.util import metrics
 
-STAGES = ("endpoint_ms", "asr_ms", "nlu_ms", "bot_ms", "first_audio_ms")
+STAGES = ("endpoint_ms", "prep_ms", "asr_ms", "asr_engine_ms", "nlu_ms", "bot_ms", "first_audio_ms")
 _BOUNDARIES = [50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000]
 
 

@@ -59,7 +59,9 @@ class TurnTiming:
     """Milliseconds from the end of the caller's speech."""
 
     endpoint_ms: float = 0.0  # VAD decided the utterance was over
+    prep_ms: float = 0.0  # prosody measured, audio resampled for ASR
     asr_ms: float = 0.0
+    asr_engine_ms: float | None = None  # of which the ASR batch itself (the rest is queueing)
     nlu_ms: float = 0.0
     bot_ms: float = 0.0
     first_audio_ms: float | None = None
@@ -211,9 +213,12 @@ class CallSession:
         prosody, pcm16k = await asyncio.to_thread(_analyse, utterance)
         relative = self.baseline.relative(prosody)
         self.baseline.update(prosody)
+        timing.prep_ms = self._ms(speech_end)
 
         transcript = await self.models.transcribe(codecs.int16_to_l16(pcm16k))
         timing.asr_ms = self._ms(speech_end)
+        if isinstance(transcript.get("elapsed_s"), int | float):
+            timing.asr_engine_ms = round(transcript["elapsed_s"] * 1000, 1)
         text = transcript.get("text", "").strip()
         if not text:
             return  # noise or a cough: nothing to answer

