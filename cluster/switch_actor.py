@@ -53,11 +53,12 @@ class SimulatedSwitchService:
         return await asyncio.to_thread(build_call, scenario, self._voice, call_uuid)
 
     async def stats(self) -> dict[str, Any]:
-        finished = self.switch.finished
+        finished = [c for c in self.switch.finished if c.originator is None]  # calls, not agent legs
         causes: dict[str, int] = {}
         for channel in finished:
             causes[channel.hangup_cause or "?"] = causes.get(channel.hangup_cause or "?", 0) + 1
         return {"live": len(self.switch.channels), "finished": len(finished),
+                "agent_legs": sum(1 for c in self.switch.finished if c.originator is not None),
                 "hangup_causes": causes,
                 "transferred": sum(1 for c in finished if c.transferred_to),
                 "info_messages": sum(1 for c in finished if c.broadcasts and not c.report)}

@@ -58,6 +58,7 @@ class CallRecord:
     variables: dict[str, str] = field(default_factory=dict)
     escalation: dict[str, Any] = field(default_factory=dict)  # from the bot's transfer
     bot_requested: bool = False  # a fork to the bot was asked for (it holds a bot slot)
+    agent_leg: str | None = None  # the B-leg FreeSWITCH created to the agent's phone
     created_at: float = field(default_factory=time.time)
     answered_at: float | None = None
     ended_at: float | None = None

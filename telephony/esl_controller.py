@@ -264,6 +264,9 @@ class ESLController:
             return
         record = self.calls.get(call_uuid)
         if name == "CHANNEL_CREATE" and record is None:
+            if _is_b_leg(headers):  # FreeSWITCH dialling an agent for one of our calls
+                self._note_agent_leg(headers)
+                return
             record = self._adopt(headers)
         if record is None:
             return
@@ -279,6 +282,7 @@ class ESLController:
             if wanted and not record.variables.get("callfleet_no_fork"):
                 self._spawn(self._fork_or_fail(record))
         elif name == "CHANNEL_BRIDGE":
+            record.agent_leg = headers.get("Other-Leg-Unique-ID") or record.agent_leg
             self._move(record, CallPhase.AGENT, name)
         elif name == "DTMF":
             digit = headers.get("DTMF-Digit", "")[:1]
@@ -317,6 +321,15 @@ class ESLController:
         elif kind == "disconnect" and record.phase is CallPhase.BOT:
             # the bot has said goodbye and closed its side: end the call
             self._spawn(self._forward(f"uuid_kill {call_uuid} NORMAL_CLEARING"))
+
+    def _note_agent_leg(self, headers: dict[str, str]) -> None:
+        """A B-leg is part of its A-leg's call, not a call of its own: never adopted (it
+        would be forked to a bot on answer) nor counted; its A-leg's record names it."""
+        a_leg = self.calls.get(headers.get("Other-Leg-Unique-ID") or
+                               headers.get("variable_originator", ""))
+        if a_leg is not None and not a_leg.ended:
+            a_leg.agent_leg = headers.get("Unique-ID")
+            self._changed(a_leg, "agent leg")
 
     def _adopt(self, headers: dict[str, str]) -> CallRecord:
         record = CallRecord(
@@ -367,7 +380,9 @@ class ESLController:
             logger.warning("channel resync failed: %s", exc)
             return
         self.resyncs += 1
-        live = {row.get("uuid"): row for row in rows if isinstance(row, dict)}
+        # a bridge's B-leg carries its A-leg's uuid as call_uuid: part of that call
+        live = {row.get("uuid"): row for row in rows if isinstance(row, dict)
+                and row.get("call_uuid") in (None, "", row.get("uuid"))}
         now = time.time()
         for record in list(self.calls.values()):
             if not record.ended and record.call_uuid not in live:
@@ -380,3 +395,9 @@ class ESLController:
                                       "Call-Direction": row.get("direction", "inbound")})
                 if row.get("callstate") in ("ACTIVE", "HELD", "BRIDGED"):
                     self._move(record, CallPhase.ANSWERED, "resync")
+
+
+def _is_b_leg(headers: dict[str, str]) -> bool:
+    """The channel FreeSWITCH originates to bridge an existing call (the dialplan's
+    ``bridge user/…`` to an agent): its events name the A-leg as the originator."""
+    return headers.get("Other-Type") == "originator" or "variable_originator" in headers

@@ -14,9 +14,14 @@ The ESL controller connects to it exactly as to FreeSWITCH. What it answers:
   ``show channels as json``, ``status``, ``uptime``; ``DTMF`` events when a scripted
   caller presses keys.
 
-Simplified: one leg per call; a transferred call is taken by a simulated agent who talks
-for `agent_talk_s` and hangs up; a channel whose fork the bot closed stays parked until
-the controller hangs it up (or the caller gives up after `linger_s`), as in FreeSWITCH.
+A call transferred to an agent extension goes through the dialplan's ``bridge`` as in
+FreeSWITCH: a B-leg to the agent's phone (``CHANNEL_CREATE`` with ``Other-Type:
+originator``, the A-leg's uuid as ``Other-Leg-Unique-ID`` and ``variable_originator``),
+which rings for `agent_ring_s`, answers, and bridges (``CHANNEL_BRIDGE`` on the A-leg);
+the agent talks for `agent_talk_s` and hangs up, which unbridges and, with
+``hangup_after_bridge``, hangs up the caller. Killing either leg of a bridge ends both.
+``uuid_bridge`` joins two existing channels. A channel whose fork the bot closed stays
+parked until the controller hangs it up (or the caller gives up after `linger_s`).
 """
 
 from __future__ import annotations
@@ -96,6 +101,8 @@ class SimChannel:
         self.report: CallReport | None = None
         self.transferred_to: str | None = None
         self.bridged_to: str | None = None
+        self.other_leg: SimChannel | None = None
+        self.originator: SimChannel | None = None  # set on a B-leg: the call it serves
         self.fork_events: list[str] = []
         self.broadcasts: list[str] = []  # files played with uuid_broadcast
         self.control: ForkControl | None = None
@@ -104,16 +111,25 @@ class SimChannel:
         self._after: asyncio.Task | None = None
         self.done = asyncio.Event()
 
+    @property
+    def call_uuid(self) -> str:
+        """FreeSWITCH's call uuid: a B-leg's is its A-leg's."""
+        return self.originator.uuid if self.originator is not None else self.uuid
+
     def headers(self, event: str, **extra: str) -> dict[str, str]:
         head = {
             "Event-Name": event,
             "Unique-ID": self.uuid,
-            "Channel-Call-UUID": self.uuid,
+            "Channel-Call-UUID": self.call_uuid,
             "Call-Direction": self.direction,
             "Caller-Destination-Number": self.destination,
             "Caller-Caller-ID-Number": self.variables.get("origination_caller_id_number", ""),
             "Channel-Call-State": self.callstate,
         }
+        if self.originator is not None:
+            head.update({"Other-Type": "originator", "Other-Leg-Unique-ID": self.originator.uuid})
+        elif self.other_leg is not None:
+            head.update({"Other-Type": "originatee", "Other-Leg-Unique-ID": self.other_leg.uuid})
         head.update({f"variable_{k}": v for k, v in self.variables.items()})
         head.update(extra)
         return head
@@ -174,6 +190,12 @@ class SimChannel:
                                                       "Answer-State": "hangup"})
         self.switch.hung_up(self)
         self.done.set()
+        other = self.other_leg
+        if other is not None and other.hangup_cause is None:
+            # the bridge ends; hangup_after_bridge (configs/freeswitch/dialplan) ends the
+            # other leg too, with the same cause
+            await other.fire("CHANNEL_UNBRIDGE", **{"Other-Leg-Unique-ID": self.uuid})
+            await other.hangup(cause)
 
     def start_fork(self, url: str, rate: int, metadata: str | None) -> None:
         self.fork_rate = rate
@@ -203,7 +225,15 @@ class SimChannel:
         self.transferred_to = extension
         if self._fork is not None:
             self._fork.cancel()
-        self._after = self.switch.spawn(self._linger(self.switch.agent_talk_s, "NORMAL_CLEARING"))
+        self._after = self.switch.spawn(self.switch.dial_agent(self, extension))
+
+    async def bridge(self, other: SimChannel) -> None:
+        self.other_leg, other.other_leg = other, self
+        self.bridged_to = other.uuid
+        if self._fork is not None:
+            self._fork.cancel()
+        await self.fire("CHANNEL_BRIDGE", **{"Bridge-A-Unique-ID": self.uuid,
+                                             "Bridge-B-Unique-ID": other.uuid})
 
 
 class SimulatedSwitch:
@@ -211,7 +241,8 @@ class SimulatedSwitch:
 
     def __init__(self, password: str, model: ChannelModel | None = None,
                  callers: CallerScript | None = None, host: str = "127.0.0.1",
-                 port: int = 0, linger_s: float = 5.0, agent_talk_s: float = 2.0):
+                 port: int = 0, linger_s: float = 5.0, agent_talk_s: float = 2.0,
+                 agent_ring_s: float = 0.3):
         self.model = model or ChannelModel()
         self.callers: CallerScript = callers or (lambda *_: None)
         self.esl = ESLServer(password, host, port, api_handler=self._api)
@@ -219,6 +250,7 @@ class SimulatedSwitch:
         self.finished: list[SimChannel] = []
         self.linger_s = linger_s
         self.agent_talk_s = agent_talk_s
+        self.agent_ring_s = agent_ring_s
         self._rng = self.model.rng()
         self._tasks: set[asyncio.Task] = set()
         self.tmp = Path(tempfile.mkdtemp(prefix="callfleet-fs-"))
@@ -249,6 +281,24 @@ class SimulatedSwitch:
     def hung_up(self, channel: SimChannel) -> None:
         self.channels.pop(channel.uuid, None)
         self.finished.append(channel)
+
+    async def dial_agent(self, a_leg: SimChannel, extension: str) -> None:
+        """The dialplan's ``bridge user/<extension>``: a B-leg rings the agent's phone, the
+        agent answers, the legs are bridged, and the agent hangs up after talking."""
+        b_leg = SimChannel(self, str(uuid.uuid4()), "outbound", extension,
+                           {"originator": a_leg.uuid, "originating_leg_uuid": a_leg.uuid})
+        b_leg.originator = a_leg
+        self.channels[b_leg.uuid] = b_leg
+        self.sessions_total += 1
+        await b_leg.fire("CHANNEL_CREATE", **{"Answer-State": "ringing"})
+        await asyncio.sleep(self.agent_ring_s)
+        if a_leg.hangup_cause is not None:  # the caller gave up while the agent's phone rang
+            await b_leg.hangup("ORIGINATOR_CANCEL")
+            return
+        await b_leg.answer()
+        await a_leg.bridge(b_leg)
+        await asyncio.sleep(self.agent_talk_s)
+        await b_leg.hangup("NORMAL_CLEARING")
 
     async def inbound_call(self, destination: str, caller: SimulatedCall,
                            bot: str = "inbound_shop", caller_id: str = "+15550100999") -> SimChannel:
@@ -282,7 +332,8 @@ class SimulatedSwitch:
         if args not in ("channels as json", "calls as json"):
             return "-ERR only 'show channels as json' is simulated\n"
         rows = [{"uuid": c.uuid, "direction": c.direction, "callstate": c.callstate,
-                 "dest": c.destination} for c in self.channels.values()]
+                 "dest": c.destination, "call_uuid": c.call_uuid}
+                for c in self.channels.values()]
         return json.dumps({"row_count": len(rows), "rows": rows})
 
     async def _cmd_originate(self, args: str) -> str:
@@ -383,13 +434,12 @@ class SimulatedSwitch:
 
     async def _cmd_uuid_bridge(self, args: str) -> str:
         parts = args.split()
-        if len(parts) != 2 or parts[0] not in self.channels:
-            return "-ERR no such channel\n"
-        channel = self.channels[parts[0]]
-        channel.bridged_to = parts[1]
-        if channel._fork is not None:
-            channel._fork.cancel()
-        await channel.fire("CHANNEL_BRIDGE", **{"Other-Leg-Unique-ID": parts[1]})
+        if len(parts) != 2:
+            return "-USAGE: <uuid> <other_uuid>\n"
+        channel, other = self.channels.get(parts[0]), self.channels.get(parts[1])
+        if channel is None or other is None:
+            return "-ERR Invalid uuid\n"
+        await channel.bridge(other)
         return f"+OK {parts[0]}\n"
 
 

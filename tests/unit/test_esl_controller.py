@@ -145,9 +145,41 @@ async def test_bot_asks_for_a_person_and_the_call_is_transferred(rig):
     await wait_for(lambda: record.phase is CallPhase.ESCALATED)
     await ctl.transfer(UUID, "1001")
     assert record.phase is CallPhase.AGENT
-    assert switch.channels[UUID].transferred_to == "1001"
+    a_leg = switch.channels[UUID]
+    assert a_leg.transferred_to == "1001"
+    # the dialplan bridges to the agent's phone: a B-leg the controller must not take
+    # for a call of its own (adopted, it would be forked to a bot on answer)
+    await wait_for(lambda: a_leg.other_leg is not None)
+    b_leg = a_leg.other_leg
+    assert b_leg.destination == "1001" and b_leg.originator is a_leg
+    assert record.agent_leg == b_leg.uuid
+    assert list(ctl.calls) == [UUID] and b_leg.fork_events == []
     await wait_for(lambda: record.ended)  # the simulated agent finishes and hangs up
     assert [p for p, _ in record.history][-3:] == ["escalated", "agent", "ended"]
+    assert record.hangup_cause == "NORMAL_CLEARING"
+    assert a_leg.hangup_cause == b_leg.hangup_cause == "NORMAL_CLEARING"
+    assert list(ctl.calls) == [UUID]
+
+
+async def test_hanging_up_a_bridged_caller_ends_the_agent_leg_and_resync_skips_it(rig):
+    switch, ctl, _ = await rig(fast(), GatewayPeer(on_key="transfer", play="binary"))
+    switch.agent_talk_s = 30  # the agent would talk on
+    await ctl.originate(OriginateRequest(call_uuid=UUID, destination="+15550100008",
+                                         gateways=["carrier-a"]))
+    record = ctl.calls[UUID]
+    await wait_for(lambda: record.phase is CallPhase.ESCALATED)
+    await ctl.transfer(UUID, "1002")
+    a_leg = switch.channels[UUID]
+    await wait_for(lambda: a_leg.other_leg is not None and a_leg.other_leg.callstate == "ACTIVE")
+    b_leg = a_leg.other_leg
+    # a reconnect while bridged: the channel list holds both legs, the B-leg is not adopted
+    assert switch.esl.drop_connections() == 1
+    await wait_for(lambda: ctl.resyncs >= 1 and ctl.connected, 10)
+    assert list(ctl.calls) == [UUID] and not record.ended
+    await ctl.hangup(UUID)
+    await wait_for(lambda: record.ended)
+    assert b_leg.hangup_cause == "NORMAL_CLEARING" and b_leg.done.is_set()
+    assert not switch.channels  # no leg left behind
 
 
 async def test_lost_event_socket_reconnects_and_resyncs(rig):
