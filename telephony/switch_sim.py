@@ -291,9 +291,12 @@ class SimulatedSwitch:
         self.channels[b_leg.uuid] = b_leg
         self.sessions_total += 1
         await b_leg.fire("CHANNEL_CREATE", **{"Answer-State": "ringing"})
-        await asyncio.sleep(self.agent_ring_s)
-        if a_leg.hangup_cause is not None:  # the caller gave up while the agent's phone rang
-            await b_leg.hangup("ORIGINATOR_CANCEL")
+        try:
+            await asyncio.sleep(self.agent_ring_s)
+        finally:
+            if a_leg.hangup_cause is not None:  # the caller hung up while the agent's phone rang
+                await b_leg.hangup("ORIGINATOR_CANCEL")
+        if b_leg.hangup_cause is not None:
             return
         await b_leg.answer()
         await a_leg.bridge(b_leg)

@@ -260,3 +260,19 @@ async def test_a_fork_that_cannot_reach_the_gateway_sends_the_call_to_people(rig
     channel = switch.channels.get(UUID) or switch.finished[-1]
     assert "connect_failed" in channel.fork_events
     assert channel.transferred_to == "1999"
+
+
+async def test_a_caller_hanging_up_while_the_agent_phone_rings_cancels_the_agent_leg(rig):
+    switch, ctl, _ = await rig(fast(), GatewayPeer(on_key="transfer", play="binary"))
+    switch.agent_ring_s = 30  # nobody picks up for a while
+    await ctl.originate(OriginateRequest(call_uuid=UUID, destination="+15550100009",
+                                         gateways=["carrier-a"]))
+    record = ctl.calls[UUID]
+    await wait_for(lambda: record.phase is CallPhase.ESCALATED)
+    await ctl.transfer(UUID, "1003")
+    await wait_for(lambda: record.agent_leg is not None)
+    b_leg = switch.channels[record.agent_leg]
+    await ctl.hangup(UUID)
+    await wait_for(lambda: record.ended and b_leg.done.is_set())
+    assert b_leg.hangup_cause == "ORIGINATOR_CANCEL" and b_leg.callstate == "HANGUP"
+    assert not switch.channels
