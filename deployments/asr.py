@@ -16,9 +16,9 @@ from deployments.engines.asr import WhisperTranscriber
 @serve.deployment(name="asr", health_check_period_s=10)
 class ASRDeployment:
     def __init__(self, settings: dict[str, Any]):
-        cfg = settings_from(settings).asr
-        self.engine = WhisperTranscriber(cfg, settings_from(settings).cache_dir,
-                                         device=pick_device(cfg))
+        parsed = settings_from(settings)
+        cfg = parsed.asr
+        self.engine = WhisperTranscriber(cfg, parsed.cache_dir, device=pick_device(cfg))
         self.engine.warmup()
         # Built here rather than as a class decorator so `asr.workers` batches can be
         # decoded at once: one utterance does not get faster on a second CPU thread, but

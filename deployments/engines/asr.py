@@ -203,6 +203,7 @@ class WhisperTranscriber:
         )
         self._batched = BatchedInferencePipeline(self._model)
         self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="asr")
+
         def window(seconds: float | None) -> WindowDecoder | None:
             if seconds is None or settings.language is None:
                 return None
