@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from deployments.media_ws import ForkSocket, PeerGone
+from deployments.media_ws import ForkSocket, PeerGone, offered_subprotocols
 from telephony import media_fork
 
 log = logging.getLogger("callfleet.media")
@@ -35,8 +35,8 @@ class WebsocketsForkSocket:
 
     def __init__(self, conn: ServerConnection):
         self.conn = conn
-        header = ",".join(conn.request.headers.get_all("Sec-WebSocket-Protocol")) if conn.request else ""
-        self.offered = [p.strip() for p in header.split(",") if p.strip()]
+        self.offered = offered_subprotocols(
+            ",".join(conn.request.headers.get_all("Sec-WebSocket-Protocol")) if conn.request else "")
 
     async def accept(self, subprotocol: str | None) -> None:
         """Nothing to do: the subprotocol was chosen during the handshake."""
@@ -48,12 +48,12 @@ class WebsocketsForkSocket:
             return None
 
     async def send_bytes(self, data: bytes) -> None:
-        try:
-            await self.conn.send(data)
-        except ConnectionClosed as exc:
-            raise PeerGone(str(exc)) from None
+        await self._send(data)
 
     async def send_text(self, data: str) -> None:
+        await self._send(data)  # a str goes out as a text frame
+
+    async def _send(self, data: bytes | str) -> None:
         try:
             await self.conn.send(data)
         except ConnectionClosed as exc:
@@ -74,7 +74,6 @@ class MediaServer:
     def __init__(self, host: str, port: int, run_fork: RunFork):
         self.host, self.port, self.run_fork = host, port, run_fork
         self.server: Server | None = None
-        self.active = 0
 
     async def start(self) -> None:
         try:
@@ -111,14 +110,10 @@ class MediaServer:
         return self.server.sockets[0].getsockname()[1]
 
     async def _handle(self, conn: ServerConnection) -> None:
-        call_uuid = _route(conn.request.path)
-        self.active += 1
         try:
-            await self.run_fork(WebsocketsForkSocket(conn), call_uuid)
+            await self.run_fork(WebsocketsForkSocket(conn), _route(conn.request.path))
         except Exception:  # one broken call must not take the listener down
             log.exception("media fork failed")
-        finally:
-            self.active -= 1
 
     async def drain(self, timeout_s: float) -> None:
         """Stop taking new forks; let the calls in progress finish (at most timeout_s)."""
@@ -129,5 +124,5 @@ class MediaServer:
             await asyncio.wait_for(self.server.wait_closed(), timeout_s)
         except asyncio.TimeoutError:
             log.warning("%d call(s) still on the media port after %.0f s: closing them",
-                        self.active, timeout_s)
+                        len(self.server.connections), timeout_s)
             self.server.close(close_connections=True)

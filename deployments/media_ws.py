@@ -45,6 +45,11 @@ class ForkSocket(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
+def offered_subprotocols(header: str) -> list[str]:
+    """The subprotocols in a Sec-WebSocket-Protocol header value."""
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
 class StarletteForkSocket:
     """A fork that came in through Serve's HTTP route."""
 
@@ -53,8 +58,7 @@ class StarletteForkSocket:
 
         self.ws = ws
         self._gone = (WebSocketDisconnect, RuntimeError, OSError)
-        header = ws.headers.get("sec-websocket-protocol", "")
-        self.offered = [p.strip() for p in header.split(",") if p.strip()]
+        self.offered = offered_subprotocols(ws.headers.get("sec-websocket-protocol", ""))
 
     async def accept(self, subprotocol: str | None) -> None:
         await self.ws.accept(subprotocol=subprotocol)
@@ -71,14 +75,14 @@ class StarletteForkSocket:
         return msg.get("text") or ""
 
     async def send_bytes(self, data: bytes) -> None:
-        try:
-            await self.ws.send_bytes(data)
-        except self._gone as exc:
-            raise PeerGone(str(exc)) from None
+        await self._send(self.ws.send_bytes, data)
 
     async def send_text(self, data: str) -> None:
+        await self._send(self.ws.send_text, data)
+
+    async def _send(self, fn, data) -> None:
         try:
-            await self.ws.send_text(data)
+            await fn(data)
         except self._gone as exc:
             raise PeerGone(str(exc)) from None
 
