@@ -28,11 +28,12 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.runtime import connect_ray, read_info  # noqa: E402
-from cluster.scenarios import build_call, load_scenarios  # noqa: E402
-from cluster.simulate import place, summarize  # noqa: E402
+from cluster.runtime.lifecycle import connect_ray, read_info  # noqa: E402
+from cluster.sim.results import percentile, summarize
+from cluster.sim.simulate import place  # noqa: E402
 from configs.settings import load_settings  # noqa: E402
 from telephony.caller_voice import CallerVoice  # noqa: E402
+from telephony.scenarios import build_call, load_scenarios  # noqa: E402
 
 TARGET_P95_S = 1.5
 
@@ -48,7 +49,7 @@ def run_level(settings, info, scenarios, voice, n: int, stagger_s: float, via: s
         psutil.cpu_percent(None)
         started = time.monotonic()
         if via == "esl":
-            from cluster.simulate_esl import place_via_esl
+            from cluster.sim.via_esl import place_via_esl
 
             got, _records = asyncio.run(place_via_esl(settings, info, plan, stagger_s))
         else:
@@ -75,8 +76,7 @@ async def stage_times(info, call_ids: list[str]) -> dict[str, dict[str, float]]:
     """p50/p95 of each turn stage of these calls, from their records in Redis. Each stage is
     measured from the endpoint (the gateway deciding the caller has finished), cumulative:
     queued → ASR done → intent+emotion done → bot decided → first audio out."""
-    from cluster.call_state import RedisCallRecorder
-    from cluster.simulate import percentile
+    from cluster.records.call_state import RedisCallRecorder
 
     recorder = RedisCallRecorder(info.redis_url)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}

@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from training.registry import ModelRegistry  # noqa: E402
+from training.models.registry import ModelRegistry  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 DATASETS = {
@@ -57,7 +57,7 @@ def pick_version(registry: ModelRegistry, data: Path, version: str | None) -> st
 
 
 def latency_p50_ms(model_dir: Path, backend: str, threads: int, rounds: int) -> float:
-    from deployments.engines.intent import IntentClassifier
+    from training.models.intent import IntentClassifier
 
     classifier = IntentClassifier(model_dir, backend=backend, cpu_threads=threads)  # type: ignore[arg-type]
     for text in SENTENCES * 2:  # warm-up

@@ -23,14 +23,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cluster.call_state import RedisCallRecorder  # noqa: E402
-from cluster.runtime import down, read_info, up  # noqa: E402
-from cluster.scenarios import trim_silence  # noqa: E402
-from cluster.simulate import percentile  # noqa: E402
+from cluster.records.call_state import RedisCallRecorder  # noqa: E402
+from cluster.runtime.lifecycle import down, read_info, up  # noqa: E402
+from cluster.sim.results import percentile  # noqa: E402
 from configs.settings import load_settings  # noqa: E402
 from telephony import codecs  # noqa: E402
 from telephony.fork_client import CallerTurn, SimulatedCall, run_call  # noqa: E402
 from telephony.media_fork import ForkMetadata  # noqa: E402
+from telephony.scenarios import trim_silence  # noqa: E402
 
 LINES = [
     "Hi, I'd like to know where my order is.",

@@ -20,9 +20,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from bots.escalation import EscalationSettings  # noqa: E402
 from bots.kb.settings import KnowledgeBaseSettings  # noqa: E402
 from bots.script.library import BotScriptSettings  # noqa: E402
-from cluster.dialer.settings import DialerSettings  # noqa: E402
-from cluster.routing.settings import RoutingSettings  # noqa: E402
-from cluster.webhooks import WebhookSettings  # noqa: E402
+from configs.dialer import DialerSettings  # noqa: E402
+from configs.routing import RoutingSettings  # noqa: E402
+from configs.webhooks import WebhookSettings  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
 

@@ -11,36 +11,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
+from cluster.runtime.user_configs import model_user_configs
 from configs.settings import Settings, load_settings, settings_doc
 from deployments.asr import ASRDeployment
-from deployments.common import actor_options, batch_user_config
+from deployments.common import actor_options
 from deployments.emotion import EmotionDeployment
 from deployments.gateway import MediaGateway
 from deployments.intent import IntentDeployment
 from deployments.tts import TTSDeployment
-from training.registry import ModelRegistry
-
-
-def _pinned_version(settings: Settings, kind: str, wanted: str) -> str:
-    """Resolve "current" to the promoted version at deploy time, so the version a cluster
-    serves is explicit in its user_config (and a `serve deploy` of an unchanged config
-    with only this value changed reconfigures replicas in place)."""
-    if wanted != "current":
-        return wanted
-    return ModelRegistry(settings.registry_path).current(kind) or "current"
-
-
-def model_user_configs(settings: Settings) -> dict[str, dict[str, Any]]:
-    """Each batching deployment's ``user_config`` (by deployment name), model versions
-    pinned. A declarative deploy that changes only these reconfigures replicas in place."""
-    return {
-        "asr": batch_user_config(settings.asr),
-        "intent": batch_user_config(
-            settings.intent, version=_pinned_version(settings, "intent", settings.intent.version),
-            backend=settings.intent.backend, shadow_version=settings.intent.shadow_version),
-        "emotion": batch_user_config(
-            settings.emotion, version=_pinned_version(settings, "emotion", settings.emotion.version)),
-    }
 
 
 def build_app(settings: Settings) -> Application:

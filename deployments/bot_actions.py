@@ -15,9 +15,9 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bots.script.turns import Callback, DoNotCall, Outcome, Ticket, WebhookMessage, action_to_dict
-from cluster.conversation_store import RedisConversionCounter
 from cluster.dialer.store import DialerStore
-from cluster.webhooks import WebhookSender
+from cluster.records.conversations import RedisConversionCounter
+from cluster.records.webhooks import WebhookSender
 
 log = logging.getLogger("callfleet.actions")
 

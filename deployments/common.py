@@ -25,14 +25,6 @@ def pick_device(replica: ReplicaSettings) -> str:
         return "cpu"
 
 
-def batch_user_config(replica: ReplicaSettings, **extra: Any) -> dict[str, Any]:
-    return {
-        "max_batch_size": replica.max_batch_size,
-        "batch_wait_timeout_s": replica.batch_wait_timeout_s,
-        **extra,
-    }
-
-
 def apply_batching(method: Any, config: dict[str, Any]) -> None:
     """Retune a @serve.batch method live from a user_config dict."""
     if "max_batch_size" in config:

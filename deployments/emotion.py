@@ -8,8 +8,8 @@ from typing import Any
 from ray import serve
 
 from deployments.common import apply_batching, settings_from
-from deployments.engines.emotion import EmotionClassifier, EmotionInput
-from training.registry import ModelRegistry
+from training.models.emotion import EmotionClassifier, EmotionInput
+from training.models.registry import ModelRegistry
 
 
 @serve.deployment(name="emotion", health_check_period_s=10)

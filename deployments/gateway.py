@@ -19,8 +19,8 @@ from fastapi import FastAPI, WebSocket
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from cluster.call_state import RedisCallRecorder
-from cluster.webhooks import WebhookSender
+from cluster.records.call_state import RedisCallRecorder
+from cluster.records.webhooks import WebhookSender
 from deployments.bot_actions import FloorActions
 from deployments.bot_registry import BotRegistry
 from deployments.common import settings_from

@@ -23,8 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from deployments.common import apply_batching, pick_device, settings_from
-from deployments.engines.intent import IntentClassifier, IntentResult, ShadowAgreement
-from training.registry import ModelRegistry
+from training.models.intent import IntentClassifier, IntentResult, ShadowAgreement
+from training.models.registry import ModelRegistry
 
 log = logging.getLogger("callfleet.deployments.intent")
 

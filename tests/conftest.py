@@ -26,7 +26,7 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory):
 
     import torch
 
-    from training.registry import ModelRegistry as _Registry
+    from training.models.registry import ModelRegistry as _Registry
 
     reuse = os.environ.get("CALLFLEET_TEST_REGISTRY")
     if reuse:  # a registry built earlier (local iteration only; CI always trains)
@@ -34,7 +34,7 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory):
 
     from training.emotion_default import build_default_emotion_model
     from training.intent_default import build_default_intent_model
-    from training.registry import ModelRegistry
+    from training.models.registry import ModelRegistry
 
     registry = ModelRegistry(tmp_path_factory.mktemp("registry"))
     threads = min(2, torch.get_num_threads())

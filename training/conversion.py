@@ -27,7 +27,7 @@ import numpy as np
 
 from training.conversion_data import CATEGORIES, NUMERIC
 from training.errors import TrainingInputError
-from training.registry import ModelRegistry, VersionInfo, sha256_file
+from training.models.registry import ModelRegistry, VersionInfo, sha256_file
 
 __all__ = ["ConversionModel", "encode_leads", "reliability_table", "train_conversion"]
 
@@ -208,7 +208,7 @@ class ConversionModel:
 
         model_dir = Path(model_dir)
         if not (model_dir / MODEL_FILE).is_file():
-            from training.registry import ModelNotFoundError
+            from training.models.registry import ModelNotFoundError
 
             raise ModelNotFoundError(f"{model_dir} holds no conversion model ({MODEL_FILE})")
         spec = json.loads((model_dir / FEATURES_FILE).read_text())

@@ -9,7 +9,7 @@ phone language from ``bots/data/shop_intents.yaml`` (its ``emotions:`` section, 
 utterances of the task intents as neutral), weighted `DOMAIN_WEIGHT`. Reddit alone misses
 phone complaints ("I've been on hold for an hour") and calls plain requests ("cancel my
 order") angry, which would escalate calm callers. The weights are stored as JSON (no
-pickle), with a note of the encoder; `deployments.engines.emotion` embeds the same way.
+pickle), with a note of the encoder; `training.models.emotion` embeds the same way.
 Evaluation uses GoEmotions dev.tsv mapped like the training sample when it is available,
 else a stratified 15 % of the sample.
 
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import yaml
 
-from training.registry import ModelRegistry, VersionInfo, sha256_file
+from training.models.registry import ModelRegistry, VersionInfo, sha256_file
 from training.sample_goemotions import (
     DEFAULT_SAMPLE,
     EMOTION_CLASSES,
@@ -88,12 +88,9 @@ def build_default_emotion_model(
     from sklearn.metrics import accuracy_score, classification_report, f1_score
     from sklearn.model_selection import train_test_split
 
-    from deployments.engines.emotion import (
-        CLASSIFIER_FILE,
-        ENCODER_PACKAGE,
-        SentenceEncoder,
-        encoder_package_version,
-    )
+    from training.models.emotion import CLASSIFIER_FILE
+    from training.models.encoder import SentenceEncoder
+    from training.models.loading import ENCODER_PACKAGE, encoder_package_version
 
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
@@ -116,7 +113,7 @@ def build_default_emotion_model(
     version, staging = registry.new_version_dir("emotion")
     try:
         report("loading MiniLM", 0.02)
-        encoder = SentenceEncoder(max_length=MAX_LENGTH, device="cpu")
+        encoder = SentenceEncoder(max_length=MAX_LENGTH, batch_size=BATCH_SIZE, device="cpu")
         embeddings = _embed(encoder, [t for t, _ in train_rows + domain_rows + eval_rows], report)
         n_fit = len(train_rows) + len(domain_rows)
         x_fit, x_eval = embeddings[:n_fit], embeddings[n_fit:]
@@ -149,7 +146,7 @@ def build_default_emotion_model(
                 "normalize": True,
                 "max_length": MAX_LENGTH,
             },
-            "fusion": "deployments.engines.emotion.fuse_arousal",
+            "fusion": "training.models.emotion.fuse_arousal",
         }
         _check_head_matches(head, classifier, x_eval[:32])
         (staging / CLASSIFIER_FILE).write_text(json.dumps(head) + "\n")
@@ -222,7 +219,7 @@ def load_domain_examples(path: str | os.PathLike) -> list[tuple[str, str]]:
 def _embed(encoder, texts: list[str], report: Progress) -> np.ndarray:
     chunks = []
     for start in range(0, len(texts), BATCH_SIZE):
-        chunks.append(encoder.encode(texts[start : start + BATCH_SIZE], BATCH_SIZE))
+        chunks.append(encoder.encode(texts[start : start + BATCH_SIZE]))
         report("embedding", 0.05 + 0.85 * min(1.0, (start + BATCH_SIZE) / len(texts)))
     return np.concatenate(chunks)
 

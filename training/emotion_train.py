@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from training.errors import TrainingInputError
-from training.registry import ModelRegistry, VersionInfo
+from training.models.registry import ModelRegistry, VersionInfo
 from training.sample_goemotions import EMOTION_CLASSES, read_goemotions, read_sample, sample_rows
 
 __all__ = ["evaluate_emotion", "read_emotion_rows", "train_emotion"]
@@ -77,8 +77,8 @@ def evaluate_emotion(
     """Text-only macro-F1 / accuracy / per-class report of an emotion version."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from deployments.engines.emotion import EmotionClassifier
     from training.intent_eval import write_per_class_report
+    from training.models.emotion import EmotionClassifier
 
     started = time.perf_counter()
     model_dir, data_path = Path(model_dir), Path(data_path)

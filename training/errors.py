@@ -3,7 +3,7 @@ wrong, not the code. Kept import-light so the CLI can catch them without loading
 
 from __future__ import annotations
 
-from training.registry import ModelNotFoundError
+from training.models.registry import ModelNotFoundError
 
 __all__ = ["USER_ERRORS", "TrainingInputError"]
 

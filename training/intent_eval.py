@@ -1,6 +1,6 @@
 """Score intent predictions the way the bot acts on them, and write the reports.
 
-Out of scope (OOS) is decided as in serving (`deployments.engines.intent`): the top class
+Out of scope (OOS) is decided as in serving (`training.models.intent`): the top class
 is `OOS_LABEL`, or its probability is below the version's threshold. The threshold is
 tuned on the validation split carved from the training rows (`tune_oos_threshold`), never
 on the split that is reported.

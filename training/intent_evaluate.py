@@ -4,7 +4,7 @@ The rows are chosen by ``--split``: ``holdout`` re-carves the split the version 
 trained without (same seed and fractions from its meta.json, and the file must be the
 one it was trained on — checked by sha256); ``val`` is the file's own evaluation split
 (CLINC150 ``val`` + ``oos_val``); ``all`` is every row. Predictions go through
-`deployments.engines.intent.IntentClassifier` (torch or ONNX), i.e. what serving does,
+`training.models.intent.IntentClassifier` (torch or ONNX), i.e. what serving does,
 with the version's tuned out-of-scope threshold.
 """
 
@@ -27,7 +27,7 @@ from training.intent_eval import (
     write_confusion_png,
     write_per_class_report,
 )
-from training.registry import ModelRegistry, sha256_file
+from training.models.registry import ModelRegistry, sha256_file
 
 __all__ = ["classifier_probs", "evaluate_intent", "resolve_model_dir", "select_rows"]
 
@@ -98,7 +98,7 @@ def evaluate_intent(
 ) -> dict[str, Any]:
     """Score the version in `model_dir`; write per-class report + confusion PNG; return the
     summary (accuracy, macro_f1, n, and in_scope_accuracy / oos_recall when OOS rows exist)."""
-    from deployments.engines.intent import IntentClassifier
+    from training.models.intent import IntentClassifier
 
     started = time.perf_counter()
     model_dir, data_path = Path(model_dir), Path(data_path)

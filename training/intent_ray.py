@@ -42,7 +42,7 @@ def fit_on_ray(options, config: IntentTrainConfig, labels: list[str], train: Lab
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    from deployments.engines.emotion import quiet_transformers
+    from training.models.loading import quiet_transformers
 
     started_here = False
     if not ray.is_initialized():
@@ -78,7 +78,7 @@ def fit_on_ray(options, config: IntentTrainConfig, labels: list[str], train: Lab
             raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error}")
         with result.checkpoint.as_directory() as folder:
             with quiet_transformers():
-                from training.intent_model import load_classifier
+                from training.models.intent_head import load_classifier
 
                 model = load_classifier(folder)
             fit = FitResult(**json.loads((Path(folder) / FIT_FILE).read_text()))
@@ -96,9 +96,9 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from deployments.engines.emotion import quiet_transformers
-    from training.intent_build import load_base
     from training.intent_trainer import Shard, fine_tune, seed_everything, tokenize
+    from training.models.intent_head import load_base_classifier
+    from training.models.loading import quiet_transformers
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -108,7 +108,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     labels = loop_config["labels"]
     index = {name: i for i, name in enumerate(labels)}
     base = Path(loop_config["base"]) if loop_config["base"] else None
-    tokenizer, model, _ = load_base(base, labels, config.pooling)
+    tokenizer, model, _ = load_base_classifier(base, labels, config.pooling)
     wrapped = ray.train.torch.prepare_model(model)
 
     def rows(pair):

@@ -20,7 +20,7 @@ from typing import Any
 from training.errors import TrainingInputError
 from training.intent_data import carve_splits, read_intent_file
 from training.intent_eval import decide, score_predictions, tune_oos_threshold
-from training.registry import META_FILE, ModelRegistry, VersionInfo, sha256_file
+from training.models.registry import META_FILE, ModelRegistry, VersionInfo, sha256_file
 
 __all__ = ["retune_threshold"]
 
@@ -33,8 +33,8 @@ def retune_threshold(
     promote: bool = False,
 ) -> VersionInfo:
     """Commit a copy of `version` whose ``oos_threshold`` is re-tuned; return it."""
-    from deployments.engines.intent import IntentClassifier
     from training.intent_evaluate import classifier_probs
+    from training.models.intent import IntentClassifier
 
     started = time.perf_counter()
     source = registry.get("intent", version)

@@ -47,14 +47,14 @@ def export_intent_onnx(
     (``onnx_max_abs_diff``, ``onnx_opset``, ``onnx_export_seconds``) for meta.json."""
     import torch
 
-    from deployments.engines.emotion import quiet_transformers
+    from training.models.loading import quiet_transformers
 
     folder = Path(folder)
     started = time.perf_counter()
     with quiet_transformers():
         from transformers import AutoTokenizer
 
-        from training.intent_model import load_classifier
+        from training.models.intent_head import load_classifier
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = load_classifier(folder)

@@ -29,10 +29,11 @@ from bots.kb.articles import (
     load_abcd,
     load_shop_faq,
 )
-from bots.kb.encoder import EmbeddingCache, EncoderUnavailableError, Progress, cache_key
+from bots.kb.encoder import EmbeddingCache, EncoderUnavailableError, cache_key
 from bots.kb.index import BM25Index, Passage, split_passages
 from bots.kb.settings import KnowledgeBaseSettings
 from bots.kb.text import highlight, search_terms, sentences, tokens
+from training.models.encoder import Progress
 
 __all__ = ["KnowledgeBase", "SearchHit", "load_articles"]
 

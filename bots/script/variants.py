@@ -7,7 +7,7 @@ for wording tests) or whole scripts; `choose_variant` serves both.
 
 Counting is behind the `ConversionCounter` protocol: `InMemoryConversionCounter` here for
 `bot chat` and tests; the Redis one (shared by all replicas) is
-`cluster.conversation_store.RedisConversionCounter`. Both count each call once.
+`cluster.records.conversations.RedisConversionCounter`. Both count each call once.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The predictive dialer: campaigns, leads, pacing, compliance records (plain Python over
-Redis), hosted by a detached Ray actor (`cluster.dialer.actor`). See docs/dialer.md."""
+Redis), hosted by a detached Ray actor (`cluster.actors.dialer`). See docs/dialer.md."""
 
 from cluster.dialer.campaign import (
     CampaignConfig,
@@ -14,8 +14,8 @@ from cluster.dialer.compliance import AnswerAction, AttemptRecord, Outcome
 from cluster.dialer.engine import AnswerHandler, CapacityProbe, Dialer
 from cluster.dialer.leads import ConversionScorer, Lead, LeadFileError, LeadImport, parse_leads_csv
 from cluster.dialer.pacing import PacingDecision, plan_dials
-from cluster.dialer.settings import DialerSettings
 from cluster.dialer.store import CampaignExists, CampaignNotFound, DialerStore
+from configs.dialer import DialerSettings
 
 __all__ = [
     "AnswerAction",

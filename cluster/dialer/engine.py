@@ -36,8 +36,8 @@ from cluster.dialer.compliance import (
 )
 from cluster.dialer.leads import Lead
 from cluster.dialer.pacing import CallStatistics, PacingDecision, PacingSnapshot, plan_dials
-from cluster.dialer.settings import DialerSettings
 from cluster.dialer.store import CampaignNotFound, DialerStore
+from configs.dialer import DialerSettings
 from telephony.call_control import CallControl, CallControlError, OriginateRequest
 
 __all__ = ["AnswerHandler", "CapacityProbe", "Dialer"]

@@ -17,7 +17,7 @@ def registered_scorer(registry_path: str | Path | None):
     if registry_path is None:
         return None
     from training.conversion import ConversionModel
-    from training.registry import ModelRegistry
+    from training.models.registry import ModelRegistry
 
     registry = ModelRegistry(registry_path)
     if not registry.current("conversion"):

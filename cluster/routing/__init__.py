@@ -35,8 +35,8 @@ from cluster.routing.models import (
     RouteResult,
 )
 from cluster.routing.router import OverflowDecision, SkillRouter, SweepReport
-from cluster.routing.settings import RoutingSettings
 from cluster.routing.store import AgentExistsError, RoutingStore
+from configs.routing import RoutingSettings
 
 __all__ = [
     "AgentExistsError",

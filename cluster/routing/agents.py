@@ -20,8 +20,8 @@ from typing import Any
 
 from cluster.routing.errors import InvalidStateChangeError, UnknownAgentError, describe_error
 from cluster.routing.models import AgentProfile, AgentSnapshot, AgentState
-from cluster.routing.settings import RoutingSettings
 from cluster.routing.store import RoutingStore
+from configs.routing import RoutingSettings
 
 __all__ = ["AgentDesk", "hash_token", "new_token"]
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from cluster.routing.models import AgentSnapshot, AgentState, EscalationRecord, EscalationRequest
-from cluster.routing.settings import RoutingSettings
+from configs.routing import RoutingSettings
 
 __all__ = [
     "Choice",

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from cluster.records.webhooks import WebhookSender
 from cluster.routing.store import RoutingStore
-from cluster.webhooks import WebhookSender
 
 __all__ = ["EventSink", "FeedHub", "FeedSubscription", "RedisFeedPublisher", "WebhookNotifier"]
 

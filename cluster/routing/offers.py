@@ -26,8 +26,8 @@ from cluster.routing.models import (
     OverflowAction,
     RouteResult,
 )
-from cluster.routing.settings import RoutingSettings
 from cluster.routing.store import RoutingStore
+from configs.routing import RoutingSettings
 
 __all__ = ["LIVE_STATUSES", "OfferLifecycle", "OverflowDecision"]
 

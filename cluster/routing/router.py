@@ -45,8 +45,8 @@ from cluster.routing.models import (
     RouteResult,
 )
 from cluster.routing.offers import LIVE_STATUSES, OfferLifecycle, OverflowDecision
-from cluster.routing.settings import RoutingSettings
 from cluster.routing.store import RoutingStore
+from configs.routing import RoutingSettings
 from telephony.call_control import CallControl, CallControlError
 
 __all__ = ["OverflowDecision", "SkillRouter", "SweepReport"]

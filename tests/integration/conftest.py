@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from cluster.runtime import down, up
+from cluster.runtime.lifecycle import down, up
 from configs.settings import load_settings
 
 
@@ -48,7 +48,7 @@ def cluster(cluster_settings):
 def driver(cluster):
     """A driver connected to the session cluster, even when a test before this one ran
     (and shut down) a Ray of its own in this process."""
-    from cluster.runtime import connect_ray
+    from cluster.runtime.lifecycle import connect_ray
 
     connect_ray(cluster.ray_address)
     return cluster

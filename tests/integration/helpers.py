@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from cluster.call_state import RedisCallRecorder
+from cluster.records.call_state import RedisCallRecorder
 
 
 async def fetch(info, call_id: str) -> dict:

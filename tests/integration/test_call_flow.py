@@ -11,11 +11,11 @@ import uuid
 import numpy as np
 import pytest
 
-from cluster.scenarios import trim_silence
 from deployments.engines.asr_metrics import word_error_rate
 from telephony import codecs
 from telephony.fork_client import CallerTurn, SimulatedCall, run_call
 from telephony.media_fork import ForkMetadata
+from telephony.scenarios import trim_silence
 from telephony.wav import read_wav
 from tests.integration.helpers import fetch
 
@@ -106,7 +106,7 @@ def test_silence_only_call_hangs_up_cleanly(cluster):
 
 
 def test_simulate_reports_every_call(cluster, cluster_settings, capsys):
-    from cluster.simulate import run_simulation
+    from cluster.sim.simulate import run_simulation
 
     code = run_simulation(cluster_settings, calls=3, as_json=True)
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

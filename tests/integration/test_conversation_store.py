@@ -12,12 +12,12 @@ import pytest
 from bots import demo_orders
 from bots.script import DialogState, ScriptBot, TurnInput, load_script
 from bots.script.fallback_nlu import FallbackIntentClassifier
-from cluster.conversation_store import (
+from cluster.records.conversations import (
     RedisConversationStore,
     RedisConversionCounter,
     dialog_key,
 )
-from cluster.redis_server import EmbeddedRedis
+from cluster.runtime.redis_server import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

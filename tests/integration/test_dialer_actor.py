@@ -19,10 +19,10 @@ import redis
 
 from cluster.dialer.campaign import CampaignConfig
 from cluster.dialer.leads import parse_leads_csv
-from cluster.dialer.settings import DialerSettings
 from cluster.dialer.store import DialerStore
-from cluster.dialer.testing import FakeFloor, FakeSwitch
-from cluster.redis_server import EmbeddedRedis
+from cluster.runtime.redis_server import EmbeddedRedis
+from configs.dialer import DialerSettings
+from tests.fakes.dialer import FakeFloor, FakeSwitch
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ async def prepare_campaign(url: str) -> None:
 def test_killed_dialer_actor_resumes_without_dialling_a_lead_twice(redis_url, ray_local):
     import ray
 
-    from cluster.dialer.actor import start_dialer
+    from cluster.actors.dialer import start_dialer
 
     asyncio.run(prepare_campaign(redis_url))
     db = redis.Redis.from_url(redis_url, decode_responses=True)

@@ -14,11 +14,11 @@ import ray
 import redis
 from pydantic import SecretStr
 
-from cluster.esl_actor import RemoteCallControl, get_controller, record_key
-from cluster.scenarios import build_call, load_scenarios
-from cluster.simulate import place
+from cluster.actors.esl import RemoteCallControl, get_controller, record_key
+from cluster.sim.simulate import place
 from telephony.call_control import OriginateRequest
 from telephony.channel_model import ChannelModel
+from telephony.scenarios import build_call, load_scenarios
 from telephony.switch_sim import SimulatedSwitch
 from tests.integration.helpers import fetch
 
@@ -39,7 +39,7 @@ def stored_record(info, call_uuid: str) -> dict | None:
 
 def test_calls_through_the_controller_actor_complete_and_are_recorded(driver, cluster_settings,
                                                                        capsys):
-    from cluster.simulate import run_simulation
+    from cluster.sim.simulate import run_simulation
 
     code = run_simulation(cluster_settings, calls=3, as_json=True, via="esl")
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -44,7 +44,7 @@ def _tiny_data(path: Path, suffix: str) -> Path:
 def registry(tmp_path_factory):
     from training.intent_build import IntentBuildOptions, train_intent
     from training.intent_config import IntentTrainConfig
-    from training.registry import ModelRegistry
+    from training.models.registry import ModelRegistry
 
     root = tmp_path_factory.mktemp("swap")
     reg = ModelRegistry(root / "registry")

@@ -28,7 +28,7 @@ def _copy_of_current(registry) -> tuple[str, str]:
 
 
 def _cli(settings_file, registry, *argv: str) -> int:
-    from cluster.cli import main
+    from cluster.cli.main import main
 
     return main(["--config", str(settings_file), "models", "--registry", str(registry.root), *argv])
 

@@ -15,7 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from cluster.redis_server import EmbeddedRedis
+from cluster.records.webhooks import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    WebhookSender,
+    WebhookSettings,
+    verify_signature,
+)
 from cluster.routing import (
     AgentProfile,
     AgentState,
@@ -29,13 +35,7 @@ from cluster.routing import (
     SkillRouter,
     WebhookNotifier,
 )
-from cluster.webhooks import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    WebhookSender,
-    WebhookSettings,
-    verify_signature,
-)
+from cluster.runtime.redis_server import EmbeddedRedis
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

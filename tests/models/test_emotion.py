@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.engines.emotion import EmotionClassifier, EmotionInput, fuse_arousal
-from training.registry import ModelRegistry
+from training.models.emotion import EmotionClassifier, EmotionInput, fuse_arousal
+from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.models
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.engines.intent import IntentClassifier, IntentResult
-from training.registry import ModelRegistry
+from training.models.intent import IntentClassifier, IntentResult
+from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.models
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from training.registry import ModelRegistry
+from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.models
 
 
 def _run_cli(*argv: str) -> int:
-    from cluster.train_cli import register
+    from cluster.cli.train import register
 
     parser = argparse.ArgumentParser(prog="callfleet")
     parser.add_argument("--config")
@@ -24,7 +24,7 @@ def _run_cli(*argv: str) -> int:
 
 
 def test_train_and_evaluate_emotion(shared_datasets: Path, tmp_path: Path, capsys) -> None:
-    from deployments.engines.emotion import EmotionClassifier
+    from training.models.emotion import EmotionClassifier
 
     dev = tmp_path / "dev_small.tsv"
     lines = (shared_datasets / "goemotions" / "dev.tsv").read_text(encoding="utf-8").splitlines()

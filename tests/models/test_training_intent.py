@@ -17,7 +17,7 @@ import pytest
 
 from training.intent_build import IntentBuildOptions, train_intent
 from training.intent_config import IntentTrainConfig
-from training.registry import ModelRegistry
+from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.models
 
@@ -26,7 +26,7 @@ FAST = IntentTrainConfig(epochs=2, lr=2e-4, batch_size=16, max_length=32, valida
 
 
 def _run_cli(*argv: str) -> int:
-    from cluster.train_cli import register
+    from cluster.cli.train import register
 
     parser = argparse.ArgumentParser(prog="callfleet")
     parser.add_argument("--config")
@@ -77,7 +77,7 @@ def test_version_records_everything_needed_to_reproduce_it(banking_version, bank
 
 
 def test_onnx_and_torch_engines_agree(banking_version) -> None:
-    from deployments.engines.intent import IntentClassifier
+    from training.models.intent import IntentClassifier
 
     _, info = banking_version
     texts = ["my card has not arrived yet", "what rate do you use for euros", "", "top up failed"]

@@ -21,7 +21,7 @@ def test_ray_train_worker_builds_a_registry_version(shared_datasets: Path, tmp_p
 
     from training.intent_build import IntentBuildOptions, train_intent
     from training.intent_config import IntentTrainConfig
-    from training.registry import ModelRegistry
+    from training.models.registry import ModelRegistry
 
     rows = list(csv.DictReader(open(shared_datasets / "banking77" / "train.csv", encoding="utf-8")))
     keep = {"card_arrival", "exchange_rate", "top_up_failed"}

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.dialer.testing import free_port
-from cluster.redis_server import EmbeddedRedis
+from cluster.runtime.redis_server import EmbeddedRedis
+from tests.fakes.dialer import free_port
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,6 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from cluster.redis_server import EmbeddedRedis
 from cluster.routing import (
     AgentProfile,
     EscalationRequest,
@@ -24,6 +23,7 @@ from cluster.routing import (
     RoutingStore,
     SkillRouter,
 )
+from cluster.runtime.redis_server import EmbeddedRedis
 from deployments.api.agents import AgentApi, AgentApiSettings, build_agents_router
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from cluster.call_state import RedisCallRecorder, call_key
-from cluster.redis_server import EmbeddedRedis, RedisStartError
+from cluster.records.call_state import RedisCallRecorder, call_key
+from cluster.runtime.redis_server import EmbeddedRedis, RedisStartError
 from telephony.media_fork import ForkMetadata
 
 pytestmark = pytest.mark.unit

@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cluster.dialer import DialerSettings, DialerStore
-from cluster.dialer.testing import free_port
-from cluster.redis_server import EmbeddedRedis
+from cluster.runtime.redis_server import EmbeddedRedis
 from deployments.api.campaigns import build_campaigns_router
+from tests.fakes.dialer import free_port
 
 pytestmark = pytest.mark.unit
 

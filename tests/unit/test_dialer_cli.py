@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cluster.cli import main
+from cluster.cli.main import main
 from cluster.dialer import Dialer, DialerSettings, DialerStore
-from cluster.dialer.testing import WEDNESDAY_AFTERNOON, Clock, FakeFloor, FakeSwitch, free_port
-from cluster.redis_server import EmbeddedRedis
+from cluster.runtime.redis_server import EmbeddedRedis
+from tests.fakes.dialer import WEDNESDAY_AFTERNOON, Clock, FakeFloor, FakeSwitch, free_port
 
 pytestmark = pytest.mark.unit
 

@@ -14,10 +14,10 @@ import pytest
 from cluster.dialer.campaign import CampaignConfig, CampaignState
 from cluster.dialer.engine import Dialer
 from cluster.dialer.leads import parse_leads_csv
-from cluster.dialer.settings import DialerSettings
 from cluster.dialer.store import DialerStore
-from cluster.dialer.testing import Clock, FakeFloor, FakeSwitch, free_port
-from cluster.redis_server import EmbeddedRedis
+from cluster.runtime.redis_server import EmbeddedRedis
+from configs.dialer import DialerSettings
+from tests.fakes.dialer import Clock, FakeFloor, FakeSwitch, free_port
 
 pytestmark = pytest.mark.unit
 

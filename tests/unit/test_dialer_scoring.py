@@ -8,7 +8,7 @@ from cluster.dialer.leads import Lead
 from cluster.dialer.scoring import registered_scorer
 from training.conversion import train_conversion
 from training.conversion_data import write_sample
-from training.registry import ModelRegistry
+from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import cluster.kb_cli as kb_cli
+import cluster.cli.kb as kb_cli
 from bots.kb import KnowledgeBaseSettings
-from cluster.cli import main
+from cluster.cli.main import main
 
 pytestmark = pytest.mark.unit
 

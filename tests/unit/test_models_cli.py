@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.models_cli import HISTORY_FILE, register
-from training.registry import ModelRegistry
+from cluster.cli.models import HISTORY_FILE, register
+from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.unit
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from training.registry import ModelNotFoundError, ModelRegistry
+from training.models.registry import ModelNotFoundError, ModelRegistry
 
 pytestmark = pytest.mark.unit
 

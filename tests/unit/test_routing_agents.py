@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from cluster.redis_server import EmbeddedRedis
 from cluster.routing import (
     AgentExistsError,
     AgentProfile,
@@ -22,6 +21,7 @@ from cluster.routing import (
     SkillRouter,
     UnknownAgentError,
 )
+from cluster.runtime.redis_server import EmbeddedRedis
 
 pytestmark = pytest.mark.unit
 

@@ -22,7 +22,7 @@ from cluster.routing.models import (
     EscalationRecord,
     EscalationRequest,
 )
-from cluster.routing.settings import RoutingSettings
+from configs.routing import RoutingSettings
 
 pytestmark = pytest.mark.unit
 

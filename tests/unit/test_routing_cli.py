@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from cluster.cli import build_parser
-from cluster.dialer.testing import free_port
-from cluster.redis_server import EmbeddedRedis
+from cluster.cli.main import build_parser
 from cluster.routing import EscalationRequest, RoutingStore, SkillRouter
+from cluster.runtime.redis_server import EmbeddedRedis
+from tests.fakes.dialer import free_port
 
 pytestmark = pytest.mark.unit
 
@@ -95,7 +95,7 @@ def test_queue_in_service_order_without_customer_data(url: str, capsys) -> None:
 
 
 def test_finds_the_running_cluster_redis(url: str, tmp_path: Path, capsys) -> None:
-    from cluster.runtime import ClusterInfo
+    from cluster.runtime.lifecycle import ClusterInfo
 
     config = tmp_path / "callfleet.yaml"
     config.write_text(f"state_dir: {tmp_path / 'var'}\n")

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from cluster.redis_server import EmbeddedRedis
 from cluster.routing import (
     AgentProfile,
     AgentState,
@@ -23,6 +22,7 @@ from cluster.routing import (
     RoutingStore,
     SkillRouter,
 )
+from cluster.runtime.redis_server import EmbeddedRedis
 from telephony.call_control import CallControlError, OriginateRequest, OriginateResult
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ import stat
 import pytest
 import yaml
 
-from cluster.serve_deploy import ServeDeployError, build_config, with_model_version
+from cluster.runtime.serve_deploy import ServeDeployError, build_config, with_model_version
 from configs.settings import load_settings
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster.train_cli import register
+from cluster.cli.train import register
 
 pytestmark = pytest.mark.unit
 

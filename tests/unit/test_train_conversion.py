@@ -10,7 +10,7 @@ import pytest
 from training.conversion import ConversionModel, reliability_table, train_conversion
 from training.conversion_data import COLUMNS, generate_leads, write_sample
 from training.errors import TrainingInputError
-from training.registry import ModelRegistry
+from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.unit
 

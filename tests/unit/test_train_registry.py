@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.models_cli import register
-from training.registry import ModelRegistry
+from cluster.cli.models import register
+from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.unit
 

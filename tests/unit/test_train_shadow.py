@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.engines.intent import NOTHING_SAID, IntentResult, ShadowAgreement
+from training.models.intent import NOTHING_SAID, IntentResult, ShadowAgreement
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,197 @@
+"""The floor: the Ray actors that run calls once they leave the bot's hands, wired
+together.
+
+- the ESL controller actor (`cluster.actors.esl`) tells the floor what happens to calls:
+  a bot asked for a person → the skill router gets an escalation; a call ended → the
+  router frees its agent and the dialer records the outcome;
+- the skill router actor (`RouterService`) runs the one dispatching `SkillRouter`: it
+  offers calls to agents (webhooks + feed) and transfers accepted ones through the
+  controller;
+- the dialer actor (`cluster.actors.dialer`) originates through the controller, asks
+  `FloorCapacity` what the floor can take, and hands answered calls to `EslAnswers`.
+
+All state lives in Redis; each actor is detached, named and restartable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+from cluster.actors.dialer import start_dialer
+from cluster.actors.esl import RemoteCallControl, get_controller, make_remote_control
+from cluster.actors.names import NAMESPACE, ROUTER_NAME
+from cluster.records.webhooks import WebhookSender
+from cluster.routing import (
+    AgentState,
+    EscalationRequest,
+    RedisFeedPublisher,
+    RoutingStore,
+    SkillRouter,
+    WebhookNotifier,
+)
+from configs.settings import Settings, settings_doc
+
+__all__ = ["EslAnswers", "FloorCapacity", "RouterService", "start_floor"]
+
+logger = logging.getLogger(__name__)
+
+
+
+def _settings(doc: dict[str, Any]) -> Settings:
+    return Settings.model_validate(doc)
+
+
+class _ControllerHandle:
+    """The controller actor's handle, looked up once (off the event loop) and reused."""
+
+    def __init__(self, cfg: Settings):
+        self.cfg = cfg
+        self._handle = None
+
+    async def get(self):
+        if self._handle is None:
+            self._handle = await asyncio.to_thread(
+                get_controller, self.cfg.freeswitch, self.cfg.redis_url)
+        return self._handle
+
+
+class RouterService:
+    """The dispatching skill router, as an async Ray actor."""
+
+    def __init__(self, settings: dict[str, Any]):
+        cfg = _settings(settings)
+        self.store = RoutingStore(cfg.redis_url)
+        self.sender = WebhookSender(cfg.webhooks)
+        control = RemoteCallControl(get_controller(cfg.freeswitch, cfg.redis_url))
+        self.router = SkillRouter(
+            self.store, control, cfg.routing,
+            sinks=[RedisFeedPublisher(self.store), WebhookNotifier(self.sender)],
+            on_overflow=self._overflow)
+        self.control = control
+        self._stop = asyncio.Event()
+        self._task = asyncio.get_event_loop().create_task(self.router.run(self._stop))
+
+    async def escalate(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = await self.router.escalate(EscalationRequest.model_validate(request))
+        return result.model_dump(mode="json")
+
+    async def call_ended(self, call_uuid: str) -> None:
+        await self.router.call_ended(call_uuid)
+
+    async def _overflow(self, decision) -> None:
+        """Nobody could take the call in time: end it politely (a callback is the
+        campaign's to schedule; voicemail needs a voicemail extension in the dialplan)."""
+        logger.info("escalation overflow: %s (%s)", decision.action, decision.reason)
+        try:
+            if decision.action == "voicemail":
+                await self.control.transfer(decision.call_uuid, "voicemail")
+            else:
+                await self.control.hangup(decision.call_uuid, "NORMAL_CLEARING")
+        except Exception as exc:
+            logger.warning("overflow action failed: %s", exc)
+
+    async def check_health(self) -> None:
+        if self._task.done():
+            raise RuntimeError("router loop stopped")
+
+    async def shutdown(self) -> None:
+        self._stop.set()
+        await asyncio.wait([self._task], timeout=10)
+        await self.sender.aclose()
+
+
+class FloorCapacity:
+    """What the floor can take now: bot slots (configured concurrent bot calls minus the
+    live ones the controller has) and available agents (from the router's Redis)."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.cfg = _settings(settings)
+        self._router = None
+        self._controller = _ControllerHandle(self.cfg)
+
+    async def free_bot_slots(self) -> int:
+        status = await (await self._controller.get()).status.remote()
+        return max(0, self.cfg.dialer.max_bot_calls - int(status["bot_calls"]))
+
+    async def free_agents(self) -> int | None:
+        """Online available agents with spare capacity; None when nobody is logged in
+        (then no human takes escalations and the pace ignores agents)."""
+        if self._router is None:
+            self._router = SkillRouter(RoutingStore(self.cfg.redis_url), dispatch=False)
+        agents = [a for a in await self._router.list_agents() if a.online]
+        if not agents:
+            return None
+        return sum(1 for a in agents if a.state == AgentState.AVAILABLE
+                   and a.load < a.profile.concurrency)
+
+
+class EslAnswers:
+    """Answered dialer calls: connect them to the bot, or play the information message."""
+
+    def __init__(self, settings: dict[str, Any]):
+        self.cfg = _settings(settings)
+        self._controller = _ControllerHandle(self.cfg)
+
+    async def connect(self, call_uuid: str, lead, campaign) -> None:
+        await (await self._controller.get()).connect_bot.remote(call_uuid)
+
+    async def play_info_message(self, call_uuid: str, campaign) -> None:
+        path, seconds = await self._prompt(campaign)
+        await (await self._controller.get()).play_and_hangup.remote(call_uuid, str(path), seconds)
+
+    async def _prompt(self, campaign) -> tuple[Path, float]:
+        """The campaign's recorded information message (a WAV under <state_dir>/prompts).
+        When it has not been recorded yet, one is synthesized once by the TTS deployment,
+        naming the seller and the call-back number as the TSR requires. FreeSWITCH must
+        see the same path: share the prompts folder (docs/freeswitch.md)."""
+        import numpy as np
+        from ray import serve
+
+        from telephony.wav import write_wav
+
+        folder = self.cfg.state_dir / "prompts"
+        name = campaign.compliance.info_message or f"{campaign.id}-info.wav"
+        path = Path(name) if Path(name).is_absolute() else folder / name
+        if not path.exists():
+            number = " ".join(campaign.caller_id_number.lstrip("+"))
+            text = (f"Hello, this is {campaign.caller_id_name or campaign.name}. Sorry we missed "
+                    f"you. To hear about our offer, please call us back on {number}. Goodbye.")
+            tts = serve.get_deployment_handle("tts", app_name=self.cfg.serve.app_name)
+            pcm = await tts.synthesize.remote(text, 8000)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(write_wav, path, np.frombuffer(pcm, dtype="<i2"), 8000)
+        seconds = max(0.5, (path.stat().st_size - 44) / 2 / 8000)
+        return path, seconds
+
+
+def start_floor(settings: Settings) -> dict[str, Any]:
+    """Start (or find) the controller, router and dialer actors for `settings`."""
+    import ray
+
+    doc = settings_doc(settings)
+    controller = get_controller(settings.freeswitch, settings.redis_url,
+                                floor={"dialer_name": settings.dialer.actor_name})
+    router = ray.remote(RouterService).options(
+        name=ROUTER_NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
+        max_restarts=-1, num_cpus=0, max_concurrency=1000).remote(doc)
+    dialer = start_dialer(
+        settings.redis_url,
+        call_control_factory=make_remote_control(doc),
+        capacity_factory=_Factory(FloorCapacity, doc),
+        answers_factory=_Factory(EslAnswers, doc),
+        settings=settings.dialer,
+    )
+    return {"controller": controller, "router": router, "dialer": dialer}
+
+
+class _Factory:
+    """A picklable `() -> obj` for actor constructors (run again after each restart)."""
+
+    def __init__(self, cls, doc: dict[str, Any]):
+        self.cls, self.doc = cls, doc
+
+    def __call__(self):
+        return self.cls(self.doc)

@@ -1,0 +1,171 @@
+"""`callfleet` — start, inspect and stop a CallFleet cluster, and run the demo.
+
+    callfleet up        start local Ray + embedded Redis + the Serve app, return when healthy
+    callfleet status    what is running and whether it answers
+    callfleet down      stop everything `up` started
+    callfleet demo      up, place a few simulated calls, print them, then stop what it started
+    callfleet simulate  N concurrent simulated calls against a running cluster
+    callfleet models    list, show, promote or roll back model versions in the registry
+    (and the commands of the modules in COMMAND_MODULES: bot, kb, train, eval, campaign, ...)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+
+from rich.console import Console
+
+from cluster.runtime.progress import progress_display
+from configs.settings import ConfigError, Settings, load_settings
+
+# Each module here exposes `register(subparsers)` and keeps its heavy imports inside its
+# command functions, so `callfleet --help` stays fast.
+COMMAND_MODULES = (
+    "cluster.cli.models",
+    "cluster.cli.bots",
+    "cluster.cli.kb",
+    "cluster.cli.train",
+    "cluster.cli.campaigns",
+    "cluster.cli.agents",
+    "cluster.cli.floor",
+)
+
+console = Console(stderr=True)
+if not console.is_terminal:
+    console = Console(stderr=True, width=140)  # piped or logged: keep tables readable
+
+
+def _settings(args) -> Settings:
+    return load_settings(args.config)
+
+
+def cmd_up(args) -> int:
+    from cluster.runtime.lifecycle import up
+
+    settings = _settings(args)
+    with progress_display(console) as (status, task):
+        info = up(settings, status=status, progress=task)
+    console.print(f"[green]CallFleet is up[/green]: media forks to {info.media_url}/<call-uuid>")
+    console.print("  stop it with: callfleet down")
+    return 0
+
+
+def cmd_down(args) -> int:
+    from cluster.runtime.lifecycle import down
+
+    stopped = down(_settings(args), status=lambda s: console.print(f"[dim]·[/dim] {s}"))
+    console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def cmd_status(args) -> int:
+    from cluster.runtime.lifecycle import cluster_status
+
+    report = cluster_status(_settings(args))
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+        return 0 if report["running"] else 1
+    if not report.get("ray_address"):
+        console.print(f"[yellow]not running[/yellow]: {report.get('reason')}")
+        return 1
+    ok = "[green]running[/green]" if report["running"] else "[red]degraded[/red]"
+    console.print(f"CallFleet {ok}  ray={report['ray_address']}  redis={report['redis']}")
+    gateway = report.get("gateway", {})
+    console.print(f"  gateway {report['http_url']}: {gateway.get('status')} "
+                  f"(active calls: {gateway.get('active_calls', '-')}, "
+                  f"intent model: {gateway.get('intent_model', '-')})")
+    for name, dep in report.get("deployments", {}).items():
+        console.print(f"  {name:<8} {dep['status']:<10} replicas {dep['replicas']}")
+    return 0 if report["running"] else 1
+
+
+def cmd_demo(args) -> int:
+    from cluster.sim.demo import run_demo
+
+    return run_demo(_settings(args), calls=args.calls, keep=args.keep, console=console)
+
+
+def cmd_simulate(args) -> int:
+    from cluster.sim.simulate import run_simulation
+    from telephony.scenarios import ScenarioError
+
+    try:
+        return run_simulation(_settings(args), calls=args.calls, scenario_file=args.scenario,
+                              stagger_s=args.stagger, as_json=args.json, console=console,
+                              via=args.via)
+    except ScenarioError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="callfleet",
+        description="CallFleet: AI voice bots for contact centres on Ray Serve behind FreeSWITCH.",
+        epilog="Settings: configs/default.yaml, overridden by CALLFLEET_<SECTION>__<FIELD> "
+        "environment variables (e.g. CALLFLEET_ASR__MODEL=base) or --config FILE.",
+    )
+    parser.add_argument("--config", help="settings YAML (default: configs/default.yaml or $CALLFLEET_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug output")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("up", help="start local Ray, embedded Redis and the Serve app; return when healthy")
+    p.set_defaults(func=cmd_up)
+    p = sub.add_parser("down", help="stop everything `up` started")
+    p.set_defaults(func=cmd_down)
+    p = sub.add_parser("status", help="show what is running and whether it answers")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+    p = sub.add_parser("demo", help="bring the cluster up, place simulated calls, print them, clean up")
+    p.add_argument("--calls", type=int, default=3, help="number of simulated calls (default 3)")
+    p.add_argument("--keep", action="store_true", help="leave the cluster running afterwards")
+    p.set_defaults(func=cmd_demo)
+    p = sub.add_parser(
+        "simulate", help="place N concurrent simulated calls against a running cluster",
+        description="Place N concurrent simulated FreeSWITCH calls (media fork over websocket) "
+        "against the cluster `callfleet up` started; print a report per call and a summary.",
+    )
+    p.add_argument("--calls", type=int, default=4, help="number of calls (default 4)")
+    p.add_argument("--scenario", metavar="FILE",
+                   help="scenario YAML (default configs/scenarios/default.yaml)")
+    p.add_argument("--stagger", type=float, default=0.25, metavar="S",
+                   help="seconds between call starts (default 0.25)")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON line")
+    p.add_argument("--via", choices=["fork", "esl"], default="fork",
+                   help="fork: open media forks straight to the gateway; esl: originate each "
+                   "call through the ESL controller actor and a simulated FreeSWITCH (default fork)")
+    p.set_defaults(func=cmd_simulate)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        return args.func(args)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    except KeyboardInterrupt:
+        console.print("interrupted")
+        return 130
+    except Exception as exc:
+        from cluster.runtime.lifecycle import ClusterError
+
+        if isinstance(exc, ClusterError):
+            console.print(f"[red]error:[/red] {exc}")
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,41 @@
+"""The architecture holds: top-level folders import only downward, cluster's rooms keep
+their order, training jobs sit above the model definitions serving shares, and no two
+sibling files or folders import each other (docs/architecture.md, "Layers").
+
+The contracts live in pyproject.toml ([tool.importlinter]); import-linter reads every
+import, including those inside functions, so a circle cannot hide in a function body."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.unit
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("cluster", "deployments", "bots", "telephony", "training", "configs")
+
+
+def test_import_contracts_are_kept() -> None:
+    lint = Path(sys.executable).with_name("lint-imports")
+    result = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 broken" in result.stdout
+
+
+def _test_code_in(path: Path) -> list[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    return [node.name for node in ast.walk(tree)
+            if isinstance(node, ast.ClassDef) and node.name.startswith(("Fake", "Stub", "Mock"))]
+
+
+def test_no_test_fakes_inside_production_packages() -> None:
+    offenders = {str(p.relative_to(ROOT)): names
+                 for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
+                 if (names := _test_code_in(p)) or p.stem in ("testing", "fakes")}
+    assert not offenders, f"test fakes belong under tests/: {offenders}"
