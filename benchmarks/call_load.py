@@ -32,6 +32,7 @@ from cluster.runtime.lifecycle import connect_ray, read_info  # noqa: E402
 from cluster.sim.results import percentile, summarize
 from cluster.sim.simulate import place  # noqa: E402
 from configs.settings import load_settings  # noqa: E402
+from telephony.call_data import STAGES  # noqa: E402
 from telephony.caller_voice import CallerVoice  # noqa: E402
 from telephony.scenarios import build_call, load_scenarios  # noqa: E402
 
@@ -66,10 +67,6 @@ def run_level(settings, info, scenarios, voice, n: int, stagger_s: float, via: s
     out["rounds"] = rounds
     out["stages_ms"] = asyncio.run(stage_times(info, call_ids))
     return out
-
-
-STAGES = ("endpoint_ms", "prep_ms", "asr_ms", "asr_engine_ms", "nlu_ms", "bot_ms",
-          "first_audio_ms")
 
 
 async def stage_times(info, call_ids: list[str]) -> dict[str, dict[str, float]]:

@@ -9,7 +9,7 @@ Measures, on the real corpus (shop FAQ + ABCD guidelines):
 * build: article loading + BM25 index; MiniLM load; embedding every passage (fresh, into
   a temporary index folder); loading again from that cache.
 * query latency p50/p95 for BM25-only and hybrid search (each query repeated, after one
-  warm-up pass).
+  warm-up pass), linearly interpolated like the call benchmarks' (`cluster.sim.results`).
 * relevance on hand-written queries (below, written for this check, not taken from the
   data): recall@1, recall@3 and MRR for bm25, dense, hybrid (rrf) and hybrid (score_mix);
   and what `answer()` does on them and on out-of-domain questions, which must get None.
@@ -32,6 +32,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bots.kb import EmbeddingCache, KnowledgeBase, KnowledgeBaseSettings  # noqa: E402
 from bots.kb.articles import load_abcd, load_shop_faq  # noqa: E402
+from cluster.sim.results import percentile  # noqa: E402
 
 #: (query, ids that count as right). Phrased as callers and agents say things.
 QUERIES: list[tuple[str, set[str]]] = [
@@ -78,12 +79,6 @@ OUT_OF_DOMAIN = [
     "what is the capital of australia",
     "asdf qwerty zxcv",
 ]
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def relevance(kb: KnowledgeBase) -> dict:
@@ -134,8 +129,8 @@ def latency(kb: KnowledgeBase, repeats: int) -> dict:
             started = time.perf_counter()
             kb.search(query)
             times.append((time.perf_counter() - started) * 1000)
-    return {"p50_ms": round(percentile(times, 0.5), 2), "p95_ms": round(percentile(times, 0.95), 2),
-            "n": len(times)}
+    return {"p50_ms": round(percentile(times, 0.5) or 0.0, 2),
+            "p95_ms": round(percentile(times, 0.95) or 0.0, 2), "n": len(times)}
 
 
 def main() -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -11,6 +10,7 @@ from ray import serve
 
 from deployments.common import apply_batching, pick_device, settings_from
 from deployments.engines.asr import WhisperTranscriber
+from training.models.outputs import Transcript
 
 
 @serve.deployment(name="asr", health_check_period_s=10)
@@ -30,14 +30,13 @@ class ASRDeployment:
     def reconfigure(self, config: dict[str, Any]) -> None:
         apply_batching(self._batched, config)
 
-    async def transcribe(self, pcm: bytes) -> dict[str, Any]:
+    async def transcribe(self, pcm: bytes) -> Transcript:
         """One 16 kHz L16 utterance in, its transcript out (batched across calls)."""
         return await self._batched(pcm)
 
-    async def _transcribe_batch(self, pcms: list[bytes]) -> list[dict[str, Any]]:
+    async def _transcribe_batch(self, pcms: list[bytes]) -> list[Transcript]:
         audios = [np.frombuffer(p, dtype="<i2").astype(np.float32) / 32768.0 for p in pcms]
-        results = await asyncio.to_thread(self.engine.transcribe_batch, audios)
-        return [asdict(r) for r in results]
+        return await asyncio.to_thread(self.engine.transcribe_batch, audios)
 
     def check_health(self) -> None:
         if self.engine is None:

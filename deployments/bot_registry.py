@@ -31,8 +31,7 @@ class BotRegistry:
         self.folder = folder if folder.is_absolute() else PROJECT / folder
         self.library = ScriptLibrary(set(FUNCTIONS), keep_versions=self.settings.keep_versions)
         for report in self.library.load_dir(self.folder):
-            if report.problems:
-                log.error("bot script %s rejected: %s", report.file, _problems(report))
+            _log_report(report)
         self.policy = EscalationPolicy(settings.escalation)
         self.faq = self._knowledge_base(settings)
         self._bots: dict[tuple[str, str], ScriptBot] = {}
@@ -70,13 +69,26 @@ class BotRegistry:
         if every and time.monotonic() - self._checked >= every:
             self._checked = time.monotonic()
             for report in await asyncio.to_thread(self.library.refresh):
-                if report.problems:
-                    log.error("bot script change to %s rejected, previous version serving: %s",
-                              report.file, _problems(report))
+                _log_report(report)
 
     def status(self) -> dict[str, Any]:
+        """The bots serving, and the files whose version on disk is refused (with how many
+        problems); a script serving with warnings is a serving one, not a refused one."""
         return {"bots": self.library.names(),
                 "rejected": {f: len(p) for f, p in self.library.last_errors.items()}}
+
+
+def _log_report(report) -> None:
+    """A refused script is an ERROR; one serving with warnings a WARNING, once per version."""
+    if not report.swapped:
+        if report.previous:
+            log.error("bot script change to %s rejected, previous version serving: %s",
+                      report.file, _problems(report))
+        else:
+            log.error("bot script %s rejected: %s", report.file, _problems(report))
+    elif report.problems and report.version != report.previous:
+        log.warning("bot script %s version %s serving with %d warning(s): %s", report.file,
+                    report.version, len(report.problems), _problems(report))
 
 
 def _problems(report) -> str:

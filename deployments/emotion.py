@@ -8,7 +8,8 @@ from typing import Any
 from ray import serve
 
 from deployments.common import apply_batching, settings_from
-from training.models.emotion import EmotionClassifier, EmotionInput
+from training.models.emotion import EmotionClassifier
+from training.models.outputs import EmotionInput, EmotionResult
 from training.models.registry import ModelRegistry
 
 
@@ -35,10 +36,8 @@ class EmotionDeployment:
             self._load(wanted)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def classify(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        inputs = [EmotionInput(i["text"], i.get("loudness_z"), i.get("pitch_z")) for i in items]
-        results = await asyncio.to_thread(self.model.predict_batch, inputs)
-        return [r.to_dict() for r in results]
+    async def classify(self, items: list[EmotionInput]) -> list[EmotionResult]:
+        return await asyncio.to_thread(self.model.predict_batch, items)
 
     def check_health(self) -> None:
         if self.model is None:

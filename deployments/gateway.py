@@ -29,6 +29,7 @@ from deployments.media_server import MediaServer
 from deployments.media_ws import ForkSocket, StarletteForkSocket, serve_media_fork
 from deployments.metrics import MeteredRecorder
 from deployments.tts import FIRST_SENTENCE, READ_AHEAD
+from training.models.outputs import EmotionInput, EmotionResult, IntentResult, Transcript
 
 app = FastAPI(title="CallFleet media gateway")
 
@@ -40,16 +41,14 @@ class ServeTurnModels:
                  emotion: DeploymentHandle, tts: DeploymentHandle):
         self.asr, self.intent_h, self.emotion_h, self.tts = asr, intent, emotion, tts
 
-    async def transcribe(self, pcm16k: bytes) -> dict[str, Any]:
+    async def transcribe(self, pcm16k: bytes) -> Transcript:
         return await self.asr.transcribe.remote(pcm16k)
 
-    async def intent(self, text: str) -> dict[str, Any]:
+    async def intent(self, text: str) -> IntentResult:
         return await self.intent_h.classify.remote(text)
 
-    async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> dict[str, Any]:
-        return await self.emotion_h.classify.remote(
-            {"text": text, "loudness_z": loudness_z, "pitch_z": pitch_z}
-        )
+    async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> EmotionResult:
+        return await self.emotion_h.classify.remote(EmotionInput(text, loudness_z, pitch_z))
 
     async def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]:
         """Sentence by sentence; the next sentence is synthesized while this one plays (as

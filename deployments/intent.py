@@ -17,13 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from deployments.common import apply_batching, pick_device, settings_from
-from training.models.intent import IntentClassifier, IntentResult, ShadowAgreement
+from training.models.intent import IntentClassifier, ShadowAgreement
+from training.models.outputs import IntentResult
 from training.models.registry import ModelRegistry
 
 log = logging.getLogger("callfleet.deployments.intent")
@@ -107,12 +109,12 @@ class IntentDeployment:
         log.info("intent shadow %s scores live traffic beside %s", shadow.version, self.version)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
-    async def classify(self, texts: list[str]) -> list[dict[str, Any]]:
+    async def classify(self, texts: list[str]) -> list[IntentResult]:
         model = self.model
         results = await asyncio.to_thread(model.predict_batch, texts)
         if self.shadow is not None and self.agreement is not None:
             self._start_shadow(texts, results)
-        return [{**r.to_dict(), "model_version": model.version} for r in results]
+        return [replace(r, model_version=model.version) for r in results]
 
     def _start_shadow(self, texts: list[str], results: list[IntentResult]) -> None:
         agreement, shadow = self.agreement, self.shadow

@@ -26,6 +26,7 @@ log = logging.getLogger("callfleet.media")
 
 ROUTE = re.compile(r"^/media/([A-Za-z0-9._:-]{1,128})$")
 MAX_MESSAGE_BYTES = 1 << 20  # frame and metadata limits are checked, with reasons, by the runner
+CRASH_REASON = "media fork failed on the gateway"  # the close reason when the runner raises
 
 RunFork = Callable[[ForkSocket, str], Awaitable[object]]
 
@@ -110,10 +111,16 @@ class MediaServer:
         return self.server.sockets[0].getsockname()[1]
 
     async def _handle(self, conn: ServerConnection) -> None:
+        call_uuid = _route(conn.request.path)
         try:
-            await self.run_fork(WebsocketsForkSocket(conn), _route(conn.request.path))
-        except Exception:  # one broken call must not take the listener down
-            log.exception("media fork failed")
+            await self.run_fork(WebsocketsForkSocket(conn), call_uuid)
+        except Exception as exc:  # one broken call must not take the listener down
+            # the message names the call and the error's type only: an exception's own
+            # text may quote what the caller said (the traceback still has it, for fixing)
+            log.exception("media fork %s failed (%s); closing it with %d", call_uuid,
+                          type(exc).__name__, media_fork.CLOSE_INTERNAL_ERROR)
+            # not 1000: FreeSWITCH would take the fork's end for a normal hang-up
+            await conn.close(media_fork.CLOSE_INTERNAL_ERROR, CRASH_REASON)
 
     async def drain(self, timeout_s: float) -> None:
         """Stop taking new forks; let the calls in progress finish (at most timeout_s)."""

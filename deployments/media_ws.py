@@ -201,9 +201,8 @@ async def _close_when_finished(session: CallSession, out: WebSocketOut) -> None:
     await session.finished.wait()
     # tell FreeSWITCH what comes next: the module turns these into custom events the
     # ESL controller acts on (hand the call to a person, or hang it up)
-    if session.outcome.escalation:
-        await out.send_text(media_fork.transfer(session.outcome.escalation,
-                                                session.outcome.transfer))
+    if session.outcome.handover is not None:
+        await out.send_text(media_fork.transfer(session.outcome.handover))
     else:
         await out.send_text(media_fork.disconnect())
     await out.close(media_fork.CLOSE_NORMAL, session.outcome.reason)

@@ -13,7 +13,10 @@ from typing import Any
 
 from ray.util import metrics
 
-STAGES = ("endpoint_ms", "prep_ms", "asr_ms", "asr_engine_ms", "nlu_ms", "bot_ms", "first_audio_ms")
+from bots.script.state import DialogState
+from telephony.call_data import STAGES, CallOutcome, ResumedCall, TurnRecord
+from telephony.media_fork import ForkMetadata
+
 _BOUNDARIES = [50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000]
 
 
@@ -42,21 +45,20 @@ class MeteredRecorder:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    async def call_started(self, meta) -> dict[str, Any]:
+    async def call_started(self, meta: ForkMetadata) -> ResumedCall | None:
         self._started.inc()
         return await self.inner.call_started(meta)
 
-    async def turn(self, call_id: str, turn: dict[str, Any], context: dict[str, Any]) -> None:
-        timing = turn.get("timing") or {}
-        sample = {k: float(timing[k]) for k in STAGES if timing.get(k) is not None}
+    async def turn(self, call_id: str, turn: TurnRecord, state: DialogState) -> None:
+        sample = turn.timing.measured() if turn.timing is not None else {}
         for stage, value in sample.items():
             self._stage.observe(value, tags={"stage": stage.removesuffix("_ms")})
         if sample:
             self._recent.append(sample)
-        await self.inner.turn(call_id, turn, context)
+        await self.inner.turn(call_id, turn, state)
 
-    async def call_ended(self, call_id: str, outcome: dict[str, Any]) -> None:
-        reason = str(outcome.get("reason") or "unknown")[:40]
+    async def call_ended(self, call_id: str, outcome: CallOutcome) -> None:
+        reason = str(outcome.reason or "unknown")[:40]
         self._ended.inc(tags={"reason": reason})
         await self.inner.call_ended(call_id, outcome)
 

@@ -14,6 +14,9 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+from telephony.call_data import Handover
+from telephony.media_fork import handover_from_json, handover_to_json
+
 __all__ = ["CallPhase", "CallRecord", "TransitionRefused"]
 
 
@@ -56,7 +59,7 @@ class CallRecord:
     hangup_cause: str | None = None
     dtmf: str = ""
     variables: dict[str, str] = field(default_factory=dict)
-    escalation: dict[str, Any] = field(default_factory=dict)  # from the bot's transfer
+    escalation: Handover | None = None  # what the bot handed over (its transfer)
     bot_requested: bool = False  # a fork to the bot was asked for (it holds a bot slot)
     agent_leg: str | None = None  # the B-leg FreeSWITCH created to the agent's phone
     created_at: float = field(default_factory=time.time)
@@ -88,8 +91,11 @@ class CallRecord:
             self.ended_at = at
 
     def to_dict(self) -> dict[str, Any]:
+        """The record's JSON form (Redis ``cf:esl:<uuid>``); the handover is kept in the
+        form it came in over the fork."""
         doc = asdict(self)
         doc["phase"] = self.phase.value
+        doc["escalation"] = handover_to_json(self.escalation) if self.escalation else None
         return doc
 
     @classmethod
@@ -97,5 +103,7 @@ class CallRecord:
         doc = dict(doc)
         doc["phase"] = CallPhase(doc.get("phase", "ringing"))
         doc["history"] = [tuple(h) for h in doc.get("history", [])]
+        escalation = doc.get("escalation")
+        doc["escalation"] = handover_from_json(escalation) if escalation else None
         known = {k: v for k, v in doc.items() if k in cls.__dataclass_fields__}
         return cls(**known)

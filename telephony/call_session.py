@@ -11,17 +11,25 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from bots.script.engine import ScriptBot
 from bots.script.state import DialogState
-from bots.script.turns import BotTurn, Say, Transfer, TurnInput, action_to_dict
+from bots.script.turns import Action, BotTurn, Say, Transfer, TurnInput
 from configs.settings import GatewaySettings
 from telephony import codecs, media_fork
+from telephony.call_data import (
+    CallOutcome,
+    Handover,
+    ResumedCall,
+    TurnProsody,
+    TurnRecord,
+    TurnTiming,
+)
 from telephony.playback import AudioOut, Playback
 from telephony.prosody import ProsodyBaseline, measure_prosody
 from telephony.vad import Endpointer, SpeechStarted, UtteranceEnded
+from training.models.outputs import EmotionResult, IntentResult, Transcript
 
 log = logging.getLogger("callfleet.call")
 
@@ -32,9 +40,9 @@ _SORRY = "Sorry, I had a problem there. Could you say that again?"
 class TurnModels(Protocol):
     """The model services one turn needs (Serve handles in production)."""
 
-    async def transcribe(self, pcm16k: bytes) -> dict[str, Any]: ...
-    async def intent(self, text: str) -> dict[str, Any]: ...
-    async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> dict[str, Any]: ...
+    async def transcribe(self, pcm16k: bytes) -> Transcript: ...
+    async def intent(self, text: str) -> IntentResult: ...
+    async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> EmotionResult: ...
     def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]: ...
 
 
@@ -43,38 +51,19 @@ class ActionSink(Protocol):
 
     async def started(self, meta: media_fork.ForkMetadata, state: DialogState) -> None: ...
     async def carry_out(self, meta: media_fork.ForkMetadata, state: DialogState,
-                        actions: tuple) -> None: ...
+                        actions: tuple[Action, ...]) -> None: ...
 
 
 class CallRecorder(Protocol):
     """Where live call context goes (Redis in production)."""
 
-    async def call_started(self, meta: media_fork.ForkMetadata) -> dict[str, Any]: ...
-    async def turn(self, call_id: str, turn: dict[str, Any], context: dict[str, Any]) -> None: ...
-    async def call_ended(self, call_id: str, outcome: dict[str, Any]) -> None: ...
+    async def call_started(self, meta: media_fork.ForkMetadata) -> ResumedCall | None:
+        """Register the call; what is stored of it when it is resuming, else None."""
 
+    async def turn(self, call_id: str, turn: TurnRecord, state: DialogState) -> None:
+        """One turn, and the dialog state after it."""
 
-@dataclass
-class TurnTiming:
-    """Milliseconds from the end of the caller's speech."""
-
-    endpoint_ms: float = 0.0  # VAD decided the utterance was over
-    prep_ms: float = 0.0  # prosody measured, audio resampled for ASR
-    asr_ms: float = 0.0
-    asr_engine_ms: float | None = None  # of which the ASR batch itself (the rest is queueing)
-    nlu_ms: float = 0.0
-    bot_ms: float = 0.0
-    first_audio_ms: float | None = None
-
-
-@dataclass
-class CallOutcome:
-    reason: str = "caller hung up"
-    escalation: str | None = None
-    transfer: dict[str, Any] | None = None  # what the agent should know (reason, skills, …)
-    turns: int = 0
-    barge_ins: int = 0
-    dtmf: str = ""
+    async def call_ended(self, call_id: str, outcome: CallOutcome) -> None: ...
 
 
 class CallSession:
@@ -108,6 +97,7 @@ class CallSession:
                                    campaign=meta.campaign, direction=meta.direction,
                                    variant=extra.get("variant"))
         self.outcome = CallOutcome()
+        self.turns: list[TurnRecord] = []  # every turn of the call, earlier replicas' too
         self.finished = asyncio.Event()  # set when the bot has ended the call
         self._samples_in = 0
         self._utterances: asyncio.Queue[tuple[UtteranceEnded, float]] = asyncio.Queue()
@@ -117,11 +107,12 @@ class CallSession:
     # ---- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        context = await self.recorder.call_started(self.meta)
-        if context.get("state"):
+        resumed = await self.recorder.call_started(self.meta)
+        if resumed:
             # the fork moved to this replica mid-call: resume where the call was (the
             # bot repeats its current question)
-            self.state = DialogState.from_dict(context["state"])
+            self.state = resumed.state
+            self.turns = list(resumed.turns)
         elif self.actions is not None:
             await self.actions.started(self.meta, self.state)
         opening = await self.bot.start(self.state)
@@ -138,17 +129,9 @@ class CallSession:
                 await self._worker
         await self.playback.close()
         self.outcome.turns = self.state.turns
-        await self.recorder.call_ended(
-            self.meta.call_id,
-            {
-                "reason": self.outcome.reason,
-                "escalation": self.outcome.escalation,
-                "turns": self.outcome.turns,
-                "barge_ins": self.outcome.barge_ins,
-                "heard": self.playback.heard,
-                "cut": self.playback.cut,
-            },
-        )
+        self.outcome.heard = tuple(self.playback.heard)
+        self.outcome.cut = tuple(self.playback.cut)
+        await self.recorder.call_ended(self.meta.call_id, self.outcome)
         return self.outcome
 
     # ---- input from the fork ---------------------------------------------------------
@@ -208,71 +191,66 @@ class CallSession:
                     await self._say(BotTurn(segments=(Say(_SORRY),)))
 
     async def _turn(self, utterance: UtteranceEnded, speech_end: float) -> None:
-        timing = TurnTiming(endpoint_ms=self._ms(speech_end))
+        endpoint_ms = self._ms(speech_end)
         # numpy work on seconds of audio stays off the event loop other calls share
         prosody, pcm16k = await asyncio.to_thread(_analyse, utterance)
         relative = self.baseline.relative(prosody)
         self.baseline.update(prosody)
-        timing.prep_ms = self._ms(speech_end)
+        prep_ms = self._ms(speech_end)
 
         transcript = await self.models.transcribe(codecs.int16_to_l16(pcm16k))
-        timing.asr_ms = self._ms(speech_end)
-        if isinstance(transcript.get("elapsed_s"), int | float):
-            timing.asr_engine_ms = round(transcript["elapsed_s"] * 1000, 1)
-        text = transcript.get("text", "").strip()
+        asr_ms = self._ms(speech_end)
+        text = transcript.text.strip()
         if not text:
             return  # noise or a cough: nothing to answer
+        sound = TurnProsody(prosody.loudness_db, prosody.pitch_hz,
+                            relative.get("loudness_z"), relative.get("pitch_z"))
         intent, emotion = await asyncio.gather(
             self.models.intent(text),
-            self.models.emotion(text, relative.get("loudness_z"), relative.get("pitch_z")),
+            self.models.emotion(text, sound.loudness_z, sound.pitch_z),
         )
-        timing.nlu_ms = self._ms(speech_end)
+        nlu_ms = self._ms(speech_end)
         reply = await self.bot.on_turn(self.state, TurnInput(text, intent, emotion))
-        timing.bot_ms = self._ms(speech_end)
+        bot_ms = self._ms(speech_end)
         first_audio = await self._say(reply)
-        if first_audio is not None:
-            timing.first_audio_ms = (first_audio - speech_end) * 1000
-        turn = {
-            "n": self.state.turns,
-            "caller": text,
-            "intent": intent,
-            "emotion": emotion,
-            "prosody": {"loudness_db": prosody.loudness_db, "pitch_hz": prosody.pitch_hz, **relative},
-            "bot": reply.text,
-            "bot_state": reply.state,
-            "actions": [action_to_dict(a) for a in reply.actions],
-            "timing": timing.__dict__,
-        }
-        await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
+        timing = TurnTiming(
+            endpoint_ms=endpoint_ms, prep_ms=prep_ms, asr_ms=asr_ms,
+            asr_engine_ms=round(transcript.elapsed_s * 1000, 1), nlu_ms=nlu_ms, bot_ms=bot_ms,
+            first_audio_ms=None if first_audio is None else (first_audio - speech_end) * 1000,
+        )
+        await self._record(TurnRecord(
+            n=self.state.turns, bot=reply.text, bot_state=reply.state, caller=text,
+            intent=intent, emotion=emotion, prosody=sound, actions=reply.actions, timing=timing))
         await self._done_with(reply)
 
     async def _keypress(self, digit: str) -> None:
         reply = await self.bot.on_dtmf(self.state, digit)
         await self._say(reply)
-        turn = {"n": self.state.turns, "dtmf": digit, "bot": reply.text, "bot_state": reply.state,
-                "actions": [action_to_dict(a) for a in reply.actions]}
-        await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
+        await self._record(TurnRecord(n=self.state.turns, bot=reply.text, bot_state=reply.state,
+                                      dtmf=digit, actions=reply.actions))
         await self._done_with(reply)
 
     async def _silence(self) -> None:
         reply = await self.bot.on_no_input(self.state)
         await self._say(reply)
-        turn = {"n": self.state.turns, "no_input": True, "bot": reply.text, "bot_state": reply.state}
-        await self.recorder.turn(self.meta.call_id, turn, {"state": self.state.to_dict()})
+        await self._record(TurnRecord(n=self.state.turns, bot=reply.text, bot_state=reply.state,
+                                      no_input=True, actions=reply.actions))
         await self._done_with(reply)
 
+    async def _record(self, turn: TurnRecord) -> None:
+        self.turns.append(turn)
+        await self.recorder.turn(self.meta.call_id, turn, self.state)
+
     async def _done_with(self, reply: BotTurn) -> None:
-        """Carry out the turn's side effects; end the bot's part when the script says so."""
+        """Carry out the turn's side effects; end the bot's part when the script says so
+        (with a transfer: the handover, built here once, goes out over the fork)."""
         if reply.actions and self.actions is not None:
             await self.actions.carry_out(self.meta, self.state, reply.actions)
         if reply.end_call:
             transfers = reply.of_type(Transfer)
             if transfers:
-                t = transfers[0]
-                self.outcome.escalation = t.reason
-                self.outcome.transfer = {"reason": t.reason, "skills": list(t.skills),
-                                         "priority": t.priority, "brief": t.brief,
-                                         "rule": t.escalation_reason}
+                self.outcome.handover = Handover.build(
+                    transfers[0], self.turns, self.meta.customer, self.meta.campaign)
             self.outcome.reason = "escalated" if transfers else "bot closed the call"
             await self.playback.drained()
             self.finished.set()

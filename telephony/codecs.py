@@ -23,6 +23,7 @@ __all__ = [
     "validate_l16",
     "l16_to_int16",
     "int16_to_l16",
+    "int16_to_float",
     "l16_to_float",
     "float_to_l16",
     "mulaw_encode",
@@ -69,9 +70,14 @@ def int16_to_l16(x: np.ndarray) -> bytes:
     return arr.astype(_L16, copy=False).tobytes()
 
 
+def int16_to_float(x: np.ndarray) -> np.ndarray:
+    """Integer samples (16-bit full scale) as float32 in [-1, 1) (sample / 32768)."""
+    return (np.asarray(x).astype(np.float32) / np.float32(_FULL_SCALE)).astype(np.float32)
+
+
 def l16_to_float(data: bytes) -> np.ndarray:
-    """Decode L16 bytes to float32 in [-1, 1) (sample / 32768)."""
-    return (l16_to_int16(data).astype(np.float32) / np.float32(_FULL_SCALE)).astype(np.float32)
+    """Decode L16 bytes to float32 in [-1, 1) (sample / 32768); CodecError on odd length."""
+    return int16_to_float(l16_to_int16(data))
 
 
 def float_to_l16(x: np.ndarray) -> bytes:

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from configs.settings import FreeswitchSettings
 from telephony import esl_commands as cmd
+from telephony import media_fork
 from telephony.call_control import (
     CARRIER_CAUSES,
     CallControlError,
@@ -312,11 +313,8 @@ class ESLController:
         elif kind == "kill_audio":
             self._spawn(self._forward(f"uuid_break {call_uuid} all"))
         elif kind == "transfer":
-            try:  # what the bot says about the hand-over: reason, skills, priority, brief
-                data = json.loads(headers.get("data") or "{}")
-            except ValueError:
-                data = {}
-            record.escalation = data if isinstance(data, dict) else {}
+            # the bot's handover: reason, skills, priority, brief, the conversation so far
+            record.escalation = media_fork.parse_transfer(headers.get("data"))
             self._move(record, CallPhase.ESCALATED, subclass)
         elif kind == "disconnect" and record.phase is CallPhase.BOT:
             # the bot has said goodbye and closed its side: end the call

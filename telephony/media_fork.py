@@ -9,7 +9,8 @@ Wire summary (see docs/media-fork.md for every field):
 * first frame: one **text** frame with the metadata JSON (at most 8192 bytes);
 * then **binary** frames of 16-bit little-endian mono PCM (L16), 20 ms each;
 * server → module text frames: ``playAudio``, ``killAudio``, ``mark``, ``clearMarks``,
-  ``transcription``, ``disconnect``; binary L16 frames (jambonz bidirectional mode);
+  ``transcription``, ``disconnect``, ``transfer`` (with the `Handover` as its ``data``);
+  binary L16 frames (jambonz bidirectional mode);
 * module → server text frames after the metadata: ``mark`` playout/cleared reports.
 """
 
@@ -20,6 +21,14 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from telephony.call_data import DEFAULT_HANDOVER_REASON, Handover, HandoverTurn
+from training.models.outputs import (
+    emotion_from_json,
+    emotion_to_json,
+    intent_from_json,
+    intent_to_json,
+)
 
 SUBPROTOCOL = "audio.drachtio.org"
 MAX_METADATA_BYTES = 8192
@@ -195,12 +204,83 @@ def disconnect() -> str:
     return '{"type":"disconnect"}'
 
 
-def transfer(reason: str, details: dict[str, Any] | None = None) -> str:
+def transfer(handover: Handover) -> str:
     """The module fires ``mod_audio_fork::transfer`` carrying ``data``; the controller
-    hands the call to the skill router (the bot wants a person to take it). `details`:
-    skills, priority and the brief for the agent."""
-    data = {**(details or {}), "reason": reason[:200]}
-    return json.dumps({"type": "transfer", "data": data}, separators=(",", ":"))
+    hands the call to the skill router (the bot wants a person to take it). ``data`` is
+    the whole `Handover` (`handover_to_json`; `parse_transfer` reads it back)."""
+    return json.dumps({"type": "transfer", "data": handover_to_json(handover)},
+                      separators=(",", ":"))
+
+
+def handover_to_json(handover: Handover) -> dict[str, Any]:
+    """The JSON form of a handover: reason, skills, priority, the brief, the rule that
+    fired, VIP, customer, campaign and the conversation so far. It is the ``transfer``
+    message's ``data``, and the controller's call record keeps it as it arrived."""
+    return {
+        "reason": handover.reason[:200],
+        "skills": list(handover.skills),
+        "priority": handover.priority,
+        "brief": handover.brief,
+        "rule": handover.rule,
+        "vip": handover.vip,
+        "customer": dict(handover.customer),
+        "campaign_id": handover.campaign_id,
+        "turns": [
+            {"caller": t.caller, "bot": t.bot,
+             "intent": intent_to_json(t.intent) if t.intent else None,
+             "emotion": emotion_to_json(t.emotion) if t.emotion else None}
+            for t in handover.turns
+        ],
+    }
+
+
+def parse_transfer(data: str | bytes | None) -> Handover:
+    """The `Handover` in a ``mod_audio_fork::transfer`` event's ``data`` (the JSON
+    `transfer` wrote). Data that is not a JSON object gives a handover with the default
+    reason and nothing else: the call must reach a person whatever came."""
+    try:
+        doc = json.loads(data) if data else {}
+    except ValueError:
+        doc = {}
+    return handover_from_json(doc if isinstance(doc, dict) else {})
+
+
+def handover_from_json(doc: dict[str, Any]) -> Handover:
+    """Inverse of `handover_to_json`; lenient: a field that is missing or of the wrong
+    type takes its default."""
+
+    def text(key: str, default: str = "") -> str:
+        value = doc.get(key)
+        return value if isinstance(value, str) else default
+
+    skills = doc.get("skills")
+    priority = doc.get("priority")
+    customer = doc.get("customer")
+    campaign = doc.get("campaign_id")
+    turns = doc.get("turns")
+    return Handover(
+        reason=text("reason")[:200] or DEFAULT_HANDOVER_REASON,
+        skills=tuple(str(s) for s in skills) if isinstance(skills, list) else (),
+        priority=priority if type(priority) is int else 0,
+        brief=text("brief"),
+        rule=text("rule", "script"),
+        vip=doc.get("vip") is True,
+        customer=customer if isinstance(customer, dict) else {},
+        campaign_id=campaign if isinstance(campaign, str) and campaign else None,
+        turns=tuple(_handover_turn(t) for t in turns if isinstance(t, dict))
+        if isinstance(turns, list) else (),
+    )
+
+
+def _handover_turn(doc: dict[str, Any]) -> HandoverTurn:
+    caller, bot = doc.get("caller"), doc.get("bot")
+    intent, emotion = doc.get("intent"), doc.get("emotion")
+    return HandoverTurn(
+        caller=caller if isinstance(caller, str) else None,
+        bot=bot if isinstance(bot, str) else "",
+        intent=intent_from_json(intent) if isinstance(intent, dict) else None,
+        emotion=emotion_from_json(emotion) if isinstance(emotion, dict) else None,
+    )
 
 
 # ---- module -> server (after the metadata) ---------------------------------------------

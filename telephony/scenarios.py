@@ -72,7 +72,7 @@ def trim_silence(x: np.ndarray, rate: int, threshold_db: float = -45.0) -> np.nd
     n = len(x) // frame
     if n == 0:
         return x
-    frames = x[: n * frame].astype(np.float32).reshape(n, frame) / 32768.0
+    frames = codecs.int16_to_float(x[: n * frame]).reshape(n, frame)
     db = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
     voiced = np.flatnonzero(db > threshold_db)
     if voiced.size == 0:

@@ -158,8 +158,8 @@ def train_conversion(
     p = booster.predict(xgb.DMatrix(x[test_idx], feature_names=names), iteration_range=(0, best))
     y_test = y[test_idx]
     table = reliability_table(y_test, p)
-    version, staging = registry.new_version_dir(KIND)
-    try:
+    with registry.stage(KIND) as staged:
+        version, staging = staged.version, staged.path
         booster.save_model(str(staging / MODEL_FILE))
         (staging / FEATURES_FILE).write_text(json.dumps({**spec, "best_iteration": best}, indent=1) + "\n")
         _calibration_png(table, staging / "calibration.png", f"conversion {version} (test split)")
@@ -187,13 +187,7 @@ def train_conversion(
             "data_path": str(data_path.resolve()),
             "synthetic_data": any(r.get("synthetic") == "true" for r in rows[:100]),
         }
-        info = registry.commit(KIND, version, meta)
-    except BaseException:
-        registry.discard(KIND, version)
-        raise
-    if promote or registry.current(KIND) is None:
-        registry.promote(KIND, info.version)
-    return info
+        return staged.commit(meta, promote=promote)
 
 
 class ConversionModel:

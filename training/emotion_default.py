@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
 
 from training.models.registry import ModelRegistry, VersionInfo, sha256_file
@@ -90,7 +89,7 @@ def build_default_emotion_model(
 
     from training.models.emotion import CLASSIFIER_FILE
     from training.models.encoder import SentenceEncoder
-    from training.models.loading import ENCODER_PACKAGE, encoder_package_version
+    from training.models.loading import ENCODER_PACKAGE, encoder_package_version, torch_threads
 
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
@@ -108,10 +107,8 @@ def build_default_emotion_model(
         eval_source = f"15% stratified split of {data_path}"
     domain_rows = load_domain_examples(domain_path) if domain_path else []
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads)
-    version, staging = registry.new_version_dir("emotion")
-    try:
+    with torch_threads(cpu_threads), registry.stage("emotion") as staged:
+        version, staging = staged.version, staged.path
         report("loading MiniLM", 0.02)
         encoder = SentenceEncoder(max_length=MAX_LENGTH, batch_size=BATCH_SIZE, device="cpu")
         embeddings = _embed(encoder, [t for t, _ in train_rows + domain_rows + eval_rows], report)
@@ -184,14 +181,7 @@ def build_default_emotion_model(
             "domain_data_sha256": sha256_file(domain_path) if domain_path else None,
             "domain_data_path": str(domain_path) if domain_path else None,
         }
-        info = registry.commit("emotion", version, meta)
-    except BaseException:
-        registry.discard("emotion", version)
-        raise
-    finally:
-        torch.set_num_threads(previous_threads)
-    if promote or registry.current("emotion") is None:
-        registry.promote("emotion", info.version)
+        info = staged.commit(meta, promote=promote)
     report("done", 1.0)
     log.info(
         "emotion model %s: macro-F1 %.3f in %.0f s",
@@ -275,9 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu_threads=args.cpu_threads,
             eval_path=args.eval,
             domain_path=args.domain,
+            promote=args.promote,
         )
-    if args.promote:
-        registry.promote("emotion", info.version)
     metrics = info.meta["metrics"]
     console.print(
         f"emotion model [bold]{info.version}[/] at {info.path}: macro-F1 "

@@ -25,6 +25,7 @@ from training.intent_data import IntentDataError, LabelledTexts, carve_splits, r
 from training.intent_eval import decide, score_predictions, tune_oos_threshold
 from training.intent_trainer import FitResult, predict_proba, seed_everything, tokenize
 from training.models.intent_head import load_base_classifier
+from training.models.loading import torch_threads
 from training.models.registry import ModelRegistry, VersionInfo, sha256_file
 
 __all__ = ["DEFAULT_HOLDOUT", "IntentBuildOptions", "load_base", "resolve_holdout", "train_intent"]
@@ -91,10 +92,8 @@ def train_intent(
     val_rows = data.train.subset(splits.validation)
     hold_rows = data.train.subset(splits.holdout)
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.cpu_threads)
-    version, staging = registry.new_version_dir("intent")
-    try:
+    with torch_threads(config.cpu_threads), registry.stage("intent") as staged:
+        staging = staged.path
         seed_everything(config.seed)
         report("loading base model", 0.01)
         tokenizer, model, base_name = load_base(options.base, labels, config.pooling)
@@ -145,14 +144,7 @@ def train_intent(
             "data_path": str(Path(data_path).resolve()),
             "data_format": data.format,
         }
-        info = registry.commit("intent", version, meta)
-    except BaseException:
-        registry.discard("intent", version)
-        raise
-    finally:
-        torch.set_num_threads(previous_threads)
-    if options.promote or registry.current("intent") is None:
-        registry.promote("intent", info.version)
+        info = staged.commit(meta, promote=options.promote)
     report("done", 1.0)
     log.info("intent model %s built in %.0f s", info.version, time.perf_counter() - started)
     return info

@@ -117,16 +117,17 @@ def build_default_intent_model(
     epochs: int = IntentTrainingConfig.epochs,
     seed: int = 0,
     cpu_threads: int = 2,
+    promote: bool = False,
 ) -> VersionInfo:
     """Fine-tune MiniLM on `data_path`, commit it to `registry` and return the version.
 
     `progress(stage, fraction)` receives the overall fraction done (0..1). The new
-    version is promoted only when no intent version is promoted yet. Torch's thread
-    count is set to `cpu_threads` for the build and restored afterwards.
+    version is promoted when `promote`, or when no intent version is promoted yet. Torch's
+    thread count is set to `cpu_threads` for the build and restored afterwards.
     """
     from sklearn.model_selection import train_test_split
 
-    from training.models.loading import minilm_path, quiet_transformers
+    from training.models.loading import minilm_path, quiet_transformers, torch_threads
 
     config = IntentTrainingConfig(epochs=epochs, seed=seed)
     report = progress or (lambda stage, fraction: None)
@@ -137,10 +138,8 @@ def build_default_intent_model(
         texts, ids, test_size=config.holdout, stratify=ids, random_state=config.seed
     )
 
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(cpu_threads)
-    version, staging = registry.new_version_dir("intent")
-    try:
+    with torch_threads(cpu_threads), registry.stage("intent") as staged:
+        version, staging = staged.version, staged.path
         _seed_everything(config.seed)
         report("loading MiniLM", 0.02)
         base = minilm_path()
@@ -192,14 +191,7 @@ def build_default_intent_model(
             "data_sha256": ",".join(sha256_file(p) for p in _paths(data_path)),
             "data_path": ",".join(str(p) for p in _paths(data_path)),
         }
-        info = registry.commit("intent", version, meta)
-    except BaseException:
-        registry.discard("intent", version)
-        raise
-    finally:
-        torch.set_num_threads(previous_threads)
-    if registry.current("intent") is None:
-        registry.promote("intent", info.version)
+        info = staged.commit(meta, promote=promote)
     report("done", 1.0)
     log.info("intent model %s: holdout accuracy %.3f in %.0f s", version, accuracy, seconds)
     return info
@@ -263,9 +255,8 @@ def main(argv: list[str] | None = None) -> int:
             epochs=args.epochs,
             seed=args.seed,
             cpu_threads=args.cpu_threads,
+            promote=args.promote,
         )
-    if args.promote:
-        registry.promote("intent", info.version)
     metrics = info.meta["metrics"]
     console.print(
         f"intent model [bold]{info.version}[/] at {info.path}: holdout accuracy "

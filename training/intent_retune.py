@@ -65,8 +65,8 @@ def retune_threshold(
                             for k, v in scores.items()})
     metrics["oos_threshold"] = threshold
     metrics["retune_seconds"] = round(time.perf_counter() - started, 1)
-    new_version, staging = registry.new_version_dir("intent")
-    try:
+    with registry.stage("intent") as staged:
+        staging = staged.path
         for item in source.path.iterdir():
             if item.is_file() and item.name != META_FILE:
                 _link_or_copy(item, staging / item.name)
@@ -77,13 +77,7 @@ def retune_threshold(
             "derived_from": source.version,
             "training_config": {**config, "oos_max_in_scope_rejection": max_in_scope_rejection},
         })
-        info = registry.commit("intent", new_version, new_meta)
-    except BaseException:
-        registry.discard("intent", new_version)
-        raise
-    if promote:
-        registry.promote("intent", info.version)
-    return info
+        return staged.commit(new_meta, promote=promote, promote_if_first=False)
 
 
 def _link_or_copy(source: Path, target: Path) -> None:

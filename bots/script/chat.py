@@ -17,10 +17,12 @@ from bots.script.engine import ScriptBot
 from bots.script.entities import extract_entities
 from bots.script.state import DialogState
 from bots.script.turns import BotTurn, TurnInput
+from training.models.outputs import EmotionResult, IntentResult, emotion_to_json, intent_to_json
 
 __all__ = ["COMMANDS", "ChatCommandError", "ChatSession"]
 
-Classifier = Callable[[str], dict[str, Any]]
+ClassifyIntent = Callable[[str], IntentResult]
+ClassifyEmotion = Callable[[str], EmotionResult]
 
 COMMANDS = {
     "/dtmf DIGITS": "the caller presses keys, e.g. /dtmf 1",
@@ -39,16 +41,16 @@ class ChatCommandError(ValueError):
 @dataclass
 class ChatSession:
     bot: ScriptBot
-    classify_intent: Classifier
-    classify_emotion: Classifier
+    classify_intent: ClassifyIntent
+    classify_emotion: ClassifyEmotion
     state: DialogState
     turn_no: int = 0
     finished: bool = False
-    _emotion_override: dict[str, Any] | None = None
+    _emotion_override: EmotionResult | None = None
 
     async def start(self) -> dict[str, Any]:
         turn = await self.bot.start(self.state)
-        return self._record("start", None, {}, {}, {}, turn)
+        return self._record("start", None, None, None, {}, turn)
 
     async def handle(self, line: str) -> dict[str, Any] | None:
         """One typed line; a record, or None for lines that produce no turn (/help...)."""
@@ -70,10 +72,10 @@ class ChatSession:
             if len(args) != 1 or not all(c in "0123456789*#" for c in args[0]):
                 raise ChatCommandError("write /dtmf followed by keys, e.g. /dtmf 1 or /dtmf 12#")
             turn = await self.bot.on_dtmf(self.state, args[0])
-            return self._record("dtmf", args[0], {}, {}, {}, turn)
+            return self._record("dtmf", args[0], None, None, {}, turn)
         if name == "/silence":
             turn = await self.bot.on_no_input(self.state)
-            return self._record("no_input", None, {}, {}, {}, turn)
+            return self._record("no_input", None, None, None, {}, turn)
         if name == "/emotion":
             if not 1 <= len(args) <= 2:
                 raise ChatCommandError("write /emotion LABEL [SCORE], e.g. /emotion anger 0.9")
@@ -85,7 +87,7 @@ class ChatSession:
                 raise ChatCommandError(f"score must be a number from 0 to 1, got {score}")
             rest = round(1 - score, 3)
             scores = {args[0]: score, **({"neutral": rest} if args[0] != "neutral" else {})}
-            self._emotion_override = {"label": args[0], "scores": scores, "source": "/emotion"}
+            self._emotion_override = EmotionResult(args[0], scores, scores)
             return None
         if name in ("/quit", "/exit"):
             self.finished = True
@@ -94,12 +96,14 @@ class ChatSession:
             return None  # shown by the front end
         raise ChatCommandError(f"unknown command {name}; commands: {', '.join(COMMANDS)}")
 
-    def _record(self, event: str, said: str | None, intent: dict[str, Any],
-                emotion: dict[str, Any], entities: dict[str, Any], turn: BotTurn) -> dict[str, Any]:
+    def _record(self, event: str, said: str | None, intent: IntentResult | None,
+                emotion: EmotionResult | None, entities: dict[str, Any], turn: BotTurn) -> dict[str, Any]:
+        """The chat's output record (what ``--json`` prints, one per turn)."""
         if event != "start":
             self.turn_no += 1
         if turn.end_call:
             self.finished = True
-        return {"turn": self.turn_no, "event": event, "caller": said, "intent": intent or None,
-                "emotion": emotion or None, "entities": entities or None,
-                "variant": self.state.variant, **turn.to_dict()}
+        return {"turn": self.turn_no, "event": event, "caller": said,
+                "intent": intent_to_json(intent) if intent else None,
+                "emotion": emotion_to_json(emotion) if emotion else None,
+                "entities": entities or None, "variant": self.state.variant, **turn.to_dict()}

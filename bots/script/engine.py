@@ -112,13 +112,13 @@ class ScriptBot:
 
     async def on_turn(self, state: DialogState, turn: TurnInput) -> BotTurn:
         """The caller said something."""
-        intent = dict(turn.intent or {})
-        emotion = dict(turn.emotion or {})
-        scores = {k: float(v) for k, v in (emotion.get("scores") or {}).items()}
-        oos = bool(intent.get("out_of_scope", False)) or not intent.get("label")
-        event = Event("speech", turn.text or "", intent.get("label") or "oos",
-                       float(intent.get("confidence") or 0.0), oos,
-                       {**scores, "label": emotion.get("label")},
+        intent, emotion = turn.intent, turn.emotion
+        scores = {k: float(v) for k, v in emotion.scores.items()} if emotion else {}
+        label = intent.label if intent is not None and intent.label else ""
+        oos = intent is None or intent.out_of_scope or not label
+        event = Event("speech", turn.text or "", label or "oos",
+                       float(intent.confidence) if intent is not None else 0.0, oos,
+                       {**scores, "label": emotion.label if emotion else None},
                        dict(turn.entities) if turn.entities is not None else self.extract(turn.text or ""))
         return await self._handle(state, event, scores)
 

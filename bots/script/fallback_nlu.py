@@ -19,9 +19,12 @@ from typing import Any
 
 import yaml
 
+from training.models.outputs import EmotionResult, IntentResult
+
 __all__ = ["FallbackEmotionClassifier", "FallbackIntentClassifier", "load_examples"]
 
 OOS = "oos"
+FALLBACK = "fallback"  # the model_version of what these classifiers say
 
 
 def load_examples(path: str | os.PathLike, section: str = "intents") -> dict[str, list[str]]:
@@ -69,8 +72,8 @@ class _TfidfModel:
 
 
 class FallbackIntentClassifier:
-    """Intent dicts shaped like the intent engine's (`label`, `confidence`, `top3`,
-    `out_of_scope`) plus ``source``."""
+    """`IntentResult`s as the intent engine gives them; ``model_version`` is
+    ``fallback``."""
 
     source = "fallback classifier: TF-IDF + linear model, no trained model"
 
@@ -83,25 +86,20 @@ class FallbackIntentClassifier:
     def from_file(cls, path: str | os.PathLike, **kwargs: Any) -> FallbackIntentClassifier:
         return cls(load_examples(path, "intents"), **kwargs)
 
-    def classify(self, text: str) -> dict[str, Any]:
+    def classify(self, text: str) -> IntentResult:
         if not text or not text.strip():
-            return {"label": OOS, "confidence": 0.0, "top3": [], "out_of_scope": True,
-                    "source": self.source}
+            return IntentResult(OOS, 0.0, (), True, model_version=FALLBACK)
         scores = self.nn.scores(text)
         ranked = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)
         label, confidence = ranked[0]
         confidence = round(min(1.0, confidence), 3)
-        return {
-            "label": label,
-            "confidence": confidence,
-            "top3": [{"label": n, "confidence": round(s, 3)} for n, s in ranked[:3]],
-            "out_of_scope": label == OOS or confidence < self.oos_threshold,
-            "source": self.source,
-        }
+        return IntentResult(label, confidence, [(n, round(s, 3)) for n, s in ranked[:3]],
+                            label == OOS or confidence < self.oos_threshold,
+                            model_version=FALLBACK)
 
 
 class FallbackEmotionClassifier:
-    """Emotion dicts (`label`, `scores`) from the ``emotions`` utterances of data files."""
+    """`EmotionResult`s (text only) from the ``emotions`` utterances of data files."""
 
     source = "fallback classifier: TF-IDF + linear model, no trained model"
 
@@ -116,8 +114,8 @@ class FallbackEmotionClassifier:
                 merged.setdefault(label, []).extend(texts)
         return cls(merged)
 
-    def classify(self, text: str) -> dict[str, Any]:
+    def classify(self, text: str) -> EmotionResult:
         if self.nn is None or not text.strip():
-            return {"label": "neutral", "scores": {"neutral": 1.0}, "source": self.source}
+            return EmotionResult("neutral", {"neutral": 1.0}, {"neutral": 1.0})
         scores = {k: round(v, 3) for k, v in self.nn.scores(text).items()}
-        return {"label": max(scores, key=scores.get), "scores": scores, "source": self.source}
+        return EmotionResult(max(scores, key=scores.get), scores, scores)

@@ -10,15 +10,15 @@ speak where it cannot be played).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from bots.escalation import Escalation
-from bots.minimal import BotReply
+from training.models.outputs import EmotionResult, IntentResult
 
 __all__ = [
     "Action", "BotTurn", "Callback", "DoNotCall", "Hangup", "Outcome", "Play", "Say",
-    "Ticket", "Transfer", "TurnInput", "WebhookMessage",
+    "Ticket", "Transfer", "TurnInput", "WebhookMessage", "action_from_dict", "action_to_dict",
 ]
 
 
@@ -26,13 +26,13 @@ __all__ = [
 class TurnInput:
     """One spoken caller turn: the transcript and what the models made of it.
 
-    `intent` is the intent engine's dict (``label``, ``confidence``, ``out_of_scope``);
-    `emotion` the emotion engine's (``label``, ``scores``). `entities` None means
-    "extract them from `text` with the built-in extractors"."""
+    `intent` None means "no intent model answered" (treated as out of scope), `emotion`
+    None "no emotion known". `entities` None means "extract them from `text` with the
+    built-in extractors"."""
 
     text: str
-    intent: Mapping[str, Any] = field(default_factory=dict)
-    emotion: Mapping[str, Any] = field(default_factory=dict)
+    intent: IntentResult | None = None
+    emotion: EmotionResult | None = None
     entities: Mapping[str, Any] | None = None
 
 
@@ -109,11 +109,30 @@ _KIND = {Transfer: "transfer", Hangup: "hangup", Ticket: "ticket", Callback: "ca
          WebhookMessage: "webhook", DoNotCall: "do_not_call", Outcome: "outcome"}
 
 
+_BY_KIND: dict[str, type] = {kind: cls for cls, kind in _KIND.items()}
+
+
 def action_to_dict(action: Action) -> dict[str, Any]:
+    """The JSON form of an action (``kind`` plus its fields), as tickets, callbacks and
+    the call records store it."""
     doc = asdict(action)
     if "skills" in doc:
         doc["skills"] = list(doc["skills"])
     return {"kind": _KIND[type(action)], **doc}
+
+
+def action_from_dict(doc: Mapping[str, Any]) -> Action:
+    """Inverse of `action_to_dict`. Raises ValueError for an unknown kind or fields."""
+    fields_ = dict(doc)
+    cls = _BY_KIND.get(str(fields_.pop("kind", "")))
+    if cls is None:
+        raise ValueError(f"unknown action kind {doc.get('kind')!r}")
+    if "skills" in fields_:
+        fields_["skills"] = tuple(fields_["skills"])
+    try:
+        return cls(**fields_)
+    except TypeError as exc:
+        raise ValueError(f"bad {doc.get('kind')} action: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -148,11 +167,3 @@ class BotTurn:
             "escalation": self.escalation.to_dict() if self.escalation else None,
             "understood": self.understood,
         }
-
-    def to_reply(self) -> BotReply:
-        """The `BotReply` the current call session understands (text, end_call,
-        escalate = the transfer's reason, state)."""
-        transfers = self.of_type(Transfer)
-        escalate = transfers[0].reason if transfers else None
-        return BotReply(self.text, end_call=self.end_call, escalate=escalate,
-                        state=self.state or "listening")

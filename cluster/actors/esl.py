@@ -73,7 +73,7 @@ class ESLControllerActor:
         self.controller = ESLController(self.settings, self.sink)
         if redis_url:  # escalations to the router, hangups to router and dialer
             dialer = (floor or {}).get("dialer_name", "callfleet-dialer")
-            self.controller.add_listener(FloorHooks(redis_url, dialer))
+            self.controller.add_listener(FloorHooks(dialer))
         self._started = False
 
     async def _ensure(self) -> None:

@@ -33,6 +33,7 @@ from cluster.routing import (
     WebhookNotifier,
 )
 from configs.settings import Settings, settings_doc
+from telephony.call_data import Handover
 
 __all__ = ["EslAnswers", "FloorCapacity", "RouterService", "start_floor"]
 
@@ -74,8 +75,9 @@ class RouterService:
         self._stop = asyncio.Event()
         self._task = asyncio.get_event_loop().create_task(self.router.run(self._stop))
 
-    async def escalate(self, request: dict[str, Any]) -> dict[str, Any]:
-        result = await self.router.escalate(EscalationRequest.model_validate(request))
+    async def escalate(self, call_uuid: str, handover: Handover) -> dict[str, Any]:
+        """A bot handed `call_uuid` over (from the controller's `FloorHooks`)."""
+        result = await self.router.escalate(EscalationRequest.from_handover(call_uuid, handover))
         return result.model_dump(mode="json")
 
     async def call_ended(self, call_uuid: str) -> None:

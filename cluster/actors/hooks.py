@@ -5,10 +5,9 @@ outcome. Runs inside the controller actor; the router and dialer are found by na
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from cluster.actors.names import ROUTER_NAME, lookup
-from cluster.records.call_state import RedisCallRecorder
+from telephony.call_data import Handover
 from telephony.call_fsm import CallPhase
 
 __all__ = ["FloorHooks"]
@@ -19,8 +18,7 @@ logger = logging.getLogger("cluster.actors.floor")
 class FloorHooks:
     """Runs inside the controller actor: passes call events on to the router and dialer."""
 
-    def __init__(self, redis_url: str, dialer_name: str):
-        self.redis_url = redis_url
+    def __init__(self, dialer_name: str):
         self.dialer_name = dialer_name
 
     async def __call__(self, record, what: str) -> None:
@@ -37,24 +35,8 @@ class FloorHooks:
         if router is None:
             logger.warning("a call wants a person but no skill router is running")
             return
-        context = await self._call_context(record.call_uuid)
-        esc = record.escalation or {}
-        customer = context.get("customer") or {}
-        request = {
-            "call_uuid": record.call_uuid,
-            "reason": str(esc.get("reason") or "bot asked for a person")[:200],
-            "priority": int(esc.get("priority") or 0),
-            "skills": esc.get("skills") or {},
-            "vip": bool(esc.get("vip") or customer.get("vip") or customer.get("tier") == "vip"),
-            "brief": str(esc.get("brief") or "")[:4000],
-            "transcript": [{"caller": t.get("caller"), "bot": t.get("bot")}
-                           for t in context.get("turns", [])],
-            "intents": [t.get("intent") or {} for t in context.get("turns", [])],
-            "emotions": [t.get("emotion") or {} for t in context.get("turns", [])],
-            "customer": customer,
-            "campaign_id": record.variables.get("callfleet_campaign"),
-        }
-        await router.escalate.remote(request)
+        # the handover as the call session built it, conversation included
+        await router.escalate.remote(record.call_uuid, record.escalation or Handover())
 
     async def _ended(self, record) -> None:
         router = await lookup(ROUTER_NAME)
@@ -66,12 +48,3 @@ class FloorHooks:
                 escalated = any(p in ("escalated", "agent") for p, _ in record.history)
                 await dialer.call_ended.remote(record.call_uuid, record.hangup_cause
                                                or "NORMAL_CLEARING", escalated)
-
-    async def _call_context(self, call_uuid: str) -> dict[str, Any]:
-        recorder = RedisCallRecorder(self.redis_url)
-        try:
-            return await recorder.get_call(call_uuid) or {}
-        except Exception:
-            return {}
-        finally:
-            await recorder.close()

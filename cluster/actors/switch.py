@@ -18,7 +18,7 @@ __all__ = ["SIM_NAME", "SimulatedSwitchService", "start_simulator"]
 logger = logging.getLogger(__name__)
 
 SIM_NAME = "callfleet-freeswitch-sim"
-OUTBOUND_SCENARIOS = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "outbound.yaml"
+OUTBOUND_SCENARIOS = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "outbound.yaml"
 
 
 class SimulatedSwitchService:

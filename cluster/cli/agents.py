@@ -8,8 +8,9 @@ calls of a running cluster.
     callfleet agents token ID                  issue a new API token (the old one stops working)
     callfleet queue                            escalated calls waiting for an agent
 
-They work on the cluster's Redis: the URL in ``<state_dir>/run/cluster.json`` written by
-`callfleet up`, else ``redis_url`` from the settings, else ``--redis-url``. Changes made
+They work on the cluster's Redis: ``--redis-url``, else the URL in
+``<state_dir>/run/cluster.json`` written by `callfleet up`, else ``redis_url`` from the
+settings (`cluster.cli.common.redis_url`). Changes made
 here never make offers themselves; the running skill router picks them up on its next
 sweep. Bad input exits with status 2, an unreachable Redis with 1.
 """
@@ -19,26 +20,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 from collections.abc import Awaitable, Callable
-from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from rich.console import Console
 from rich.table import Table
 
-__all__ = ["AgentsCommandError", "register"]
+from cluster.cli.common import (
+    EXIT_UNAVAILABLE,
+    CliError,
+    console,
+    out,
+    redis_url,
+    redis_url_option,
+    reports_errors,
+)
 
-Handler = Callable[[argparse.Namespace], int]
-
-
-class AgentsCommandError(Exception):
-    """A mistake in what the user asked for: one line on stderr, exit status 2."""
-
-
-class RedisUnavailableError(Exception):
-    """No cluster Redis to talk to: one line on stderr, exit status 1."""
+__all__ = ["register"]
 
 
 # -- parser ------------------------------------------------------------------------------
@@ -46,9 +44,7 @@ class RedisUnavailableError(Exception):
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Register ``agents`` (with its actions) and ``queue`` on the top-level `subparsers`."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--redis-url", metavar="URL", default=argparse.SUPPRESS,
-                        help="Redis of the cluster (default: from run/cluster.json or the settings)")
+    common = redis_url_option()
 
     agents = subparsers.add_parser(
         "agents", parents=[common], help="list, add, remove human agents and set their state",
@@ -112,37 +108,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 # -- plumbing ----------------------------------------------------------------------------
 
 
-def _reports_errors(handler: Handler) -> Handler:
-    @wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except AgentsCommandError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except RedisUnavailableError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-
-    return run
-
-
-def _redis_url(args: argparse.Namespace) -> str:
-    if getattr(args, "redis_url", None):
-        return args.redis_url
-    from cluster.runtime.lifecycle import read_info
-    from configs.settings import load_settings
-
-    settings = load_settings(getattr(args, "config", None))
-    info = read_info(settings)
-    url = (info.redis_url if info else None) or settings.redis_url
-    if not url:
-        raise RedisUnavailableError(
-            f"no running cluster found ({settings.state_dir / 'run' / 'cluster.json'} is "
-            "missing); start one with `callfleet up` or pass --redis-url")
-    return url
-
-
 def _where(url: str) -> str:
     """host:port of a Redis URL (never its password)."""
     try:
@@ -176,7 +141,7 @@ def _with_router(args: argparse.Namespace, work: Callable[[Any], Awaitable[Any]]
         UnknownAgentError,
     )
 
-    url = _redis_url(args)
+    url = redis_url(args, missing_exit_code=EXIT_UNAVAILABLE)  # no cluster: nothing to ask
     settings = _routing_settings(args)
 
     async def main() -> Any:
@@ -191,11 +156,11 @@ def _with_router(args: argparse.Namespace, work: Callable[[Any], Awaitable[Any]]
     try:
         return asyncio.run(main())
     except (AgentExistsError, UnknownAgentError, InvalidStateChangeError) as exc:
-        raise AgentsCommandError(str(exc)) from None
+        raise CliError(str(exc)) from None
     except (RedisError, OSError) as exc:
-        raise RedisUnavailableError(
+        raise CliError(
             f"cannot reach the cluster's Redis at {_where(url)} ({type(exc).__name__}); "
-            "is the cluster up (`callfleet status`)?") from None
+            "is the cluster up (`callfleet status`)?", exit_code=EXIT_UNAVAILABLE) from None
 
 
 def _parse_skills(values: list[str]) -> dict[str, int]:
@@ -205,24 +170,15 @@ def _parse_skills(values: list[str]) -> dict[str, int]:
         try:
             skills[name.strip()] = int(level) if level else 1
         except ValueError:
-            raise AgentsCommandError(
+            raise CliError(
                 f"--skill {value!r}: the level after '=' must be a whole number 1..10") from None
     return skills
-
-
-def _out() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=160)
-
-
-def _err() -> Console:
-    return Console(stderr=True)
 
 
 # -- commands ----------------------------------------------------------------------------
 
 
-@_reports_errors
+@reports_errors()
 def cmd_agents_list(args: argparse.Namespace) -> int:
     async def work(router: Any) -> list[Any]:
         return await router.list_agents()
@@ -232,7 +188,7 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
         print(json.dumps(agents, indent=2))
         return 0
     if not agents:
-        _err().print("no agents yet; add one with: callfleet agents add ID --extension EXT")
+        console.print("no agents yet; add one with: callfleet agents add ID --extension EXT")
         return 0
     table = Table(title=f"{len(agents)} agent(s)", title_justify="left")
     for column in ("agent", "name", "ext", "state", "calls", "offers", "skills", "handled",
@@ -249,11 +205,11 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
             ", ".join(f"{k}={v}" for k, v in sorted(profile["skills"].items())) or "-",
             str(a["handled"]), "-" if rate is None else f"{rate:.0%}", str(a["no_answers"]),
         )
-    _out().print(table)
+    out.print(table)
     return 0
 
 
-@_reports_errors
+@reports_errors()
 def cmd_agents_add(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -265,7 +221,7 @@ def cmd_agents_add(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'agent'}: {e['msg']}"
                              for e in exc.errors())
-        raise AgentsCommandError(f"invalid agent: {problems}") from None
+        raise CliError(f"invalid agent: {problems}") from None
 
     async def work(router: Any) -> str:
         return await router.add_agent(profile)
@@ -274,45 +230,45 @@ def cmd_agents_add(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"agent": profile.model_dump(), "token": token}, indent=2))
         return 0
-    _err().print(f"[green]agent {profile.agent_id} added[/green] (logged out). Their API "
-                 "token, shown only this once:")
+    console.print(f"[green]agent {profile.agent_id} added[/green] (logged out). Their API "
+                  "token, shown only this once:")
     print(token)
     return 0
 
 
-@_reports_errors
+@reports_errors()
 def cmd_agents_remove(args: argparse.Namespace) -> int:
     async def work(router: Any) -> bool:
         return await router.remove_agent(args.agent_id)
 
     if not _with_router(args, work):
-        raise AgentsCommandError(f"no agent {args.agent_id!r} is registered")
-    _err().print(f"agent {args.agent_id} removed")
+        raise CliError(f"no agent {args.agent_id!r} is registered")
+    console.print(f"agent {args.agent_id} removed")
     return 0
 
 
-@_reports_errors
+@reports_errors()
 def cmd_agents_state(args: argparse.Namespace) -> int:
     async def work(router: Any) -> Any:
         return await router.set_state(args.agent_id, args.state)
 
     snapshot = _with_router(args, work)
-    _err().print(f"agent {args.agent_id} is now {snapshot.state.value}")
+    console.print(f"agent {args.agent_id} is now {snapshot.state.value}")
     return 0
 
 
-@_reports_errors
+@reports_errors()
 def cmd_agents_token(args: argparse.Namespace) -> int:
     async def work(router: Any) -> str:
         return await router.rotate_token(args.agent_id)
 
     token = _with_router(args, work)
-    _err().print(f"new API token for {args.agent_id} (the old one no longer works):")
+    console.print(f"new API token for {args.agent_id} (the old one no longer works):")
     print(token)
     return 0
 
 
-@_reports_errors
+@reports_errors()
 def cmd_queue(args: argparse.Namespace) -> int:
     async def work(router: Any) -> list[Any]:
         return await router.queue()
@@ -322,7 +278,7 @@ def cmd_queue(args: argparse.Namespace) -> int:
         print(json.dumps(items, indent=2))
         return 0
     if not items:
-        _err().print("no calls waiting")
+        console.print("no calls waiting")
         return 0
     table = Table(title=f"{len(items)} call(s) waiting", title_justify="left")
     for column in ("#", "call", "vip", "priority", "reason", "skills", "campaign", "waited", "left"):
@@ -334,5 +290,5 @@ def cmd_queue(args: argparse.Namespace) -> int:
             item["reason"], ", ".join(f"{k}>={v}" for k, v in sorted(item["skills"].items())) or "-",
             item["campaign_id"] or "-", f"{item['waited_s']:.0f}s", f"{max(left, 0):.0f}s",
         )
-    _out().print(table)
+    out.print(table)
     return 0

@@ -16,19 +16,19 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 
+from cluster.cli.common import CliError, console, reports_errors
+from training.models.outputs import EmotionResult, IntentResult
+
 __all__ = ["register"]
 
-SHOP_DATA = Path(__file__).resolve().parent.parent / "bots" / "data" / "shop_intents.yaml"
-
-
-class BotCommandError(Exception):
-    """A mistake in the command line: one line on stderr, exit status 2."""
+SHOP_DATA = Path(__file__).resolve().parents[2] / "bots" / "data" / "shop_intents.yaml"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -142,7 +142,7 @@ def _pairs(items: list[str], what: str) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise BotCommandError(f"{what} must look like KEY=VALUE, got {item!r}")
+            raise CliError(f"{what} must look like KEY=VALUE, got {item!r}")
         found[key.strip()] = _typed(value.strip())
     return found
 
@@ -170,8 +170,8 @@ def _intent_classifier(args: argparse.Namespace, script: Any):
         return clf.classify, clf.source
     folder = Path(args.model)
     if not folder.is_dir():
-        raise BotCommandError(f"--model {folder}: no such folder (expected a model registry "
-                              "or an intent model version folder)")
+        raise CliError(f"--model {folder}: no such folder (expected a model registry "
+                       "or an intent model version folder)")
     from training.models.intent import IntentClassifier  # torch: only when asked for
     from training.models.registry import ModelNotFoundError, ModelRegistry
 
@@ -181,14 +181,14 @@ def _intent_classifier(args: argparse.Namespace, script: Any):
         else:
             model = IntentClassifier.from_registry(ModelRegistry(folder))
     except (ModelNotFoundError, OSError, ValueError) as exc:
-        raise BotCommandError(f"--model {folder}: {exc}") from None
+        raise CliError(f"--model {folder}: {exc}") from None
     missing = sorted(script.intents - set(model.labels))
     if missing:
-        Console(stderr=True).print(f"[yellow]warning: model {model.version} does not know the "
-                                   f"script's intents {missing}[/yellow]")
+        console.print(f"[yellow]warning: model {model.version} does not know the "
+                      f"script's intents {missing}[/yellow]")
 
-    def classify(text: str) -> dict[str, Any]:
-        return {**model.predict_batch([text])[0].to_dict(), "source": f"model {model.version}"}
+    def classify(text: str) -> IntentResult:
+        return replace(model.predict_batch([text])[0], model_version=model.version)
 
     return classify, f"intent model {model.version} ({folder})"
 
@@ -202,11 +202,12 @@ def _faq_lookup(choice: str):
 
         return KnowledgeBase.load(KnowledgeBaseSettings(mode="bm25")).answer
     except Exception as exc:  # the chat goes on; FAQ questions just get no answer
-        Console(stderr=True).print(f"[yellow]knowledge base unavailable ({escape(str(exc))}); "
-                                   "FAQ questions get no answer[/yellow]")
+        console.print(f"[yellow]knowledge base unavailable ({escape(str(exc))}); "
+                      "FAQ questions get no answer[/yellow]")
         return None
 
 
+@reports_errors()
 def cmd_bot_chat(args: argparse.Namespace) -> int:
     import asyncio
 
@@ -216,31 +217,23 @@ def cmd_bot_chat(args: argparse.Namespace) -> int:
     from bots.script.engine import ScriptBot
     from bots.script.fallback_nlu import FallbackEmotionClassifier
 
+    customer = _pairs(args.customer, "--customer")
+    services = {k: str(v) for k, v in _pairs(args.service, "--service").items()}
     try:
-        customer = _pairs(args.customer, "--customer")
-        services = {k: str(v) for k, v in _pairs(args.service, "--service").items()}
         script = load_script(args.file)
-    except BotCommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except ScriptError as exc:
-        for problem in exc.problems:
+        for problem in exc.problems:  # one file:line:column line each, as `bot check` prints
             print(problem, file=sys.stderr)
         return 2
     if args.variant and args.variant not in script.spec.variants:
-        print(f"error: bot {script.name} has no variant {args.variant!r} "
-              f"(variants: {', '.join(sorted(script.spec.variants)) or 'none'})", file=sys.stderr)
-        return 2
-    try:
-        classify, source = _intent_classifier(args, script)
-    except BotCommandError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(f"bot {script.name} has no variant {args.variant!r} "
+                       f"(variants: {', '.join(sorted(script.spec.variants)) or 'none'})")
+    classify, source = _intent_classifier(args, script)
     if args.emotion == "fallback":
         emotion_classify = FallbackEmotionClassifier.from_files(SHOP_DATA, script.intents_file).classify
     else:
-        def emotion_classify(text: str) -> dict[str, Any]:
-            return {"label": "neutral", "scores": {"neutral": 1.0}, "source": "--emotion neutral"}
+        def emotion_classify(text: str) -> EmotionResult:
+            return EmotionResult("neutral", {"neutral": 1.0}, {"neutral": 1.0})
     loop = asyncio.new_event_loop()
     try:
         http = None if services else demo_orders.asgi_client()
@@ -353,13 +346,13 @@ class ChatView:
 # -- orders -----------------------------------------------------------------------------------
 
 
+@reports_errors()
 def cmd_bot_orders(args: argparse.Namespace) -> int:
     from bots.demo_orders import serve
 
     if not 0 < args.port < 65536:
-        print(f"error: --port must be 1..65535, got {args.port}", file=sys.stderr)
-        return 2
-    Console(stderr=True).print(f"demo order service on http://{args.host}:{args.port}/orders/A1001 "
-                               "(Ctrl-C to stop)")
+        raise CliError(f"--port must be 1..65535, got {args.port}")
+    console.print(f"demo order service on http://{args.host}:{args.port}/orders/A1001 "
+                  "(Ctrl-C to stop)")
     serve(args.host, args.port, args.delay)
     return 0

@@ -23,23 +23,22 @@ import json
 import sys
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
-__all__ = ["CampaignCommandError", "register"]
+from cluster.cli.common import (
+    EXIT_UNAVAILABLE,
+    CliError,
+    console,
+    out,
+    redis_url,
+    redis_url_option,
+    reports_errors,
+)
 
-console = Console(stderr=True)
-if not console.is_terminal:
-    console = Console(stderr=True, width=140)  # piped or logged: keep tables readable
-Handler = Callable[[argparse.Namespace], int]
-
-
-class CampaignCommandError(Exception):
-    """A mistake in what the user asked for: one line on stderr, exit status 2."""
+__all__ = ["register"]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,9 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Manage outbound campaigns in the cluster's Redis: create one from YAML, "
         "import leads from CSV, move it through its lifecycle, and export the compliance "
         "records of every dial attempt. See docs/dialer.md.")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--redis-url", metavar="URL",
-                        help="Redis to use (default: the running cluster's, then settings)")
+    common = redis_url_option()
     sub = campaign.add_subparsers(dest="campaign_command", required=True, metavar="ACTION")
 
     p = sub.add_parser("create", parents=[common], help="validate a campaign YAML and store it",
@@ -109,70 +106,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_dnc)
 
 
-def _reports_errors(handler: Handler) -> Handler:
-    @wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
+def _campaign_errors() -> tuple[type[Exception], ...]:
+    """The dialer's errors that mean the request was wrong (status 2)."""
+    from cluster.dialer import CampaignExists, CampaignNotFound, InvalidTransition, LeadFileError
+    from cluster.dialer.phone import PhoneNumberError
 
-        from cluster.dialer import (
-            CampaignExists,
-            CampaignNotFound,
-            InvalidTransition,
-            LeadFileError,
-        )
-        from cluster.dialer.phone import PhoneNumberError
-
-        try:
-            return handler(args)
-        except (CampaignCommandError, CampaignExists, InvalidTransition, LeadFileError,
-                PhoneNumberError) as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            return 2
-        except CampaignNotFound as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            return 2
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            console.print(f"[red]error:[/red] cannot reach Redis ({exc}); is the cluster up "
-                          "(callfleet up) or --redis-url right?")
-            return 1
-        except OSError as exc:
-            console.print(f"[red]error:[/red] {exc}")
-            return 1
-
-    return run
-
-
-def _redis_url(args: argparse.Namespace) -> str:
-    if getattr(args, "redis_url", None):
-        return args.redis_url
-    from cluster.runtime.lifecycle import read_info
-    from configs.settings import load_settings
-
-    settings = load_settings(getattr(args, "config", None))
-    info = read_info(settings)
-    if info is not None:
-        return info.redis_url
-    if settings.redis_url:
-        return settings.redis_url
-    raise CampaignCommandError("no running cluster found (no run/cluster.json) and no redis_url "
-                               "configured; start one with `callfleet up` or pass --redis-url")
+    return (CampaignExists, CampaignNotFound, InvalidTransition, LeadFileError, PhoneNumberError)
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[Any], Any]) -> Any:
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
     from cluster.dialer import DialerStore
 
     async def main() -> Any:
-        store = DialerStore(_redis_url(args))
+        store = DialerStore(redis_url(args))
         try:
             return await work(store)
         finally:
             await store.close()
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        raise CliError(f"cannot reach Redis ({exc}); is the cluster up (callfleet up) or "
+                       "--redis-url right?", exit_code=EXIT_UNAVAILABLE) from None
 
 
-@_reports_errors
+@reports_errors(_campaign_errors)
 def cmd_create(args: argparse.Namespace) -> int:
     config = _load_campaign_file(Path(args.file))
 
@@ -200,19 +162,19 @@ def _load_campaign_file(path: Path):
     try:
         doc = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
-        raise CampaignCommandError(f"{path} is not valid YAML: {exc}") from None
+        raise CliError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(doc, dict):
-        raise CampaignCommandError(f"{path} must hold a mapping of campaign settings")
+        raise CliError(f"{path} must hold a mapping of campaign settings")
     try:
         return CampaignConfig.model_validate(doc)
     except ValidationError as exc:
         problems = "\n".join(f"  - {'.'.join(str(p) for p in e['loc']) or '(file)'}: {e['msg']}"
                              for e in exc.errors())
-        raise CampaignCommandError(f"invalid campaign file {path} ({exc.error_count()} "
-                                   f"problem(s)):\n{problems}") from None
+        raise CliError(f"invalid campaign file {path} ({exc.error_count()} "
+                       f"problem(s)):\n{problems}") from None
 
 
-@_reports_errors
+@reports_errors(_campaign_errors)
 def cmd_import(args: argparse.Namespace) -> int:
     from cluster.dialer import parse_leads_csv
 
@@ -220,7 +182,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise CampaignCommandError(f"{path} is not UTF-8 text; save the CSV as UTF-8") from None
+        raise CliError(f"{path} is not UTF-8 text; save the CSV as UTF-8") from None
 
     async def work(store):
         config, _ = await store.get_campaign(args.campaign_id)
@@ -253,14 +215,14 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
+@reports_errors(_campaign_errors)
 def cmd_lifecycle(args: argparse.Namespace) -> int:
     state = _with_store(args, lambda store: store.transition(args.campaign_id, args.action))
     console.print(f"campaign [bold]{args.campaign_id}[/bold]: {state.value}")
     return 0
 
 
-@_reports_errors
+@reports_errors(_campaign_errors)
 def cmd_status(args: argparse.Namespace) -> int:
     async def work(store):
         ids = [args.campaign_id] if args.campaign_id else await store.campaign_ids()
@@ -286,7 +248,6 @@ def cmd_status(args: argparse.Namespace) -> int:
             str(r["counts"].get("attempts", 0)), str(r["counts"].get("connected", 0)),
             f"{ab['rate']:.2%} of {ab['answered']} (cap {ab['cap']:.0%})",
             beat["reason"] if beat else "not reporting")
-    out = Console(width=None if sys.stdout.isatty() else 160)
     out.print(table)
     return 0
 
@@ -295,8 +256,8 @@ def _parse_time(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise CampaignCommandError(f"cannot read {text!r} as an ISO date/time "
-                                   "(e.g. 2026-03-01 or 2026-03-01T09:00)") from None
+        raise CliError(f"cannot read {text!r} as an ISO date/time "
+                       "(e.g. 2026-03-01 or 2026-03-01T09:00)") from None
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return moment.timestamp()
@@ -307,7 +268,7 @@ RECORD_COLUMNS = ("attempt_id", "lead_id", "attempt", "call_uuid", "started_at",
                   "hangup_cause", "escalated")
 
 
-@_reports_errors
+@reports_errors(_campaign_errors)
 def cmd_records(args: argparse.Namespace) -> int:
     since = _parse_time(args.since) if args.since else None
     until = _parse_time(args.until) if args.until else None
@@ -339,7 +300,7 @@ def cmd_records(args: argparse.Namespace) -> int:
     return 0
 
 
-@_reports_errors
+@reports_errors(_campaign_errors)
 def cmd_dnc(args: argparse.Namespace) -> int:
     from cluster.dialer.phone import normalise_e164
 

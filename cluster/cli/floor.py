@@ -11,9 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.console import Console
-
-console = Console(stderr=True)
+from cluster.cli.common import console
 
 
 def _connect(args):

@@ -22,20 +22,15 @@ import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import wraps
 from typing import Any
 
-from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["KbCommandError", "register"]
+from cluster.cli.common import CliError, console, out, reports_errors
 
-Handler = Callable[[argparse.Namespace], int]
+__all__ = ["register"]
+
 _MARK_RE = re.compile(r"\*\*(.+?)\*\*")
-
-
-class KbCommandError(Exception):
-    """A mistake in what the user asked for: reported as one line, exit status 2."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -90,63 +85,53 @@ def _positive(text: str) -> int:
     return value
 
 
-def _reports_errors(handler: Handler) -> Handler:
-    """Turn user and data mistakes into one stderr line + status 2."""
+def _kb_errors() -> tuple[type[Exception], ...]:
+    """Broken source files and the like: the data is wrong, not the code (status 2)."""
+    from bots.kb import KnowledgeBaseError
 
-    @wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        from bots.kb import KnowledgeBaseError
-
-        try:
-            return handler(args)
-        except (KbCommandError, KnowledgeBaseError) as exc:
-            _stderr().print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
-            return 2
-
-    return run
+    return (KnowledgeBaseError,)
 
 
 # -- commands ----------------------------------------------------------------------------
 
 
-@_reports_errors
+@reports_errors(_kb_errors)
 def cmd_kb_search(args: argparse.Namespace) -> int:
     if not args.query.strip():
-        raise KbCommandError('the query is empty; try for example: callfleet kb search "refund process"')
+        raise CliError('the query is empty; try for example: callfleet kb search "refund process"')
     kb = _load(args, mode=args.mode)
     started = time.perf_counter()
     hits = kb.search(args.query, top_k=args.top, sources=args.source)
     took_ms = (time.perf_counter() - started) * 1000
     spoken = kb.answer(args.query) if args.answer else None
     if args.json:
-        out: dict[str, Any] = {"query": args.query, "mode": kb.mode, "took_ms": round(took_ms, 1),
+        doc: dict[str, Any] = {"query": args.query, "mode": kb.mode, "took_ms": round(took_ms, 1),
                                "hits": [hit.model_dump() for hit in hits]}
         if args.answer:
-            out["answer"] = spoken
-        print(json.dumps(out, indent=2))
+            doc["answer"] = spoken
+        print(json.dumps(doc, indent=2))
         return 0
-    console = _stdout()
     if not hits:
-        console.print(f"no articles match {escape(args.query)!r} ({kb.mode} search)")
+        out.print(f"no articles match {escape(args.query)!r} ({kb.mode} search)")
     for rank, hit in enumerate(hits, 1):
         dense = f", cosine {hit.dense_score:.2f}" if hit.dense_score is not None else ""
-        console.print(f"[bold]{rank}. {_rich(hit.title_highlighted)}[/bold]  [dim]"
-                      f"{hit.article_id} · {hit.source} · score {hit.score:.3f}{dense}[/dim]",
-                      highlight=False)
-        console.print(_indented(_rich(hit.passage_highlighted), 3))
+        out.print(f"[bold]{rank}. {_rich(hit.title_highlighted)}[/bold]  [dim]"
+                  f"{hit.article_id} · {hit.source} · score {hit.score:.3f}{dense}[/dim]",
+                  highlight=False)
+        out.print(_indented(_rich(hit.passage_highlighted), 3))
         if hit.steps:
-            console.print("   [bold]key steps[/bold]")
+            out.print("   [bold]key steps[/bold]")
             for number, step in enumerate(hit.steps, 1):
-                console.print(_indented(f"{number:>2}. " + _rich(step), 3))
-        console.print()
+                out.print(_indented(f"{number:>2}. " + _rich(step), 3))
+        out.print()
     if args.answer:
         line = escape(spoken) if spoken else "[dim](no confident FAQ answer: the bot would not answer)[/dim]"
-        console.print(f"[bold]bot answer:[/bold] {line}")
-    _stderr().print(f"[dim]{len(hits)} result(s), {kb.mode} search, {took_ms:.0f} ms[/dim]")
+        out.print(f"[bold]bot answer:[/bold] {line}")
+    console.print(f"[dim]{len(hits)} result(s), {kb.mode} search, {took_ms:.0f} ms[/dim]")
     return 0
 
 
-@_reports_errors
+@reports_errors(_kb_errors)
 def cmd_kb_show(args: argparse.Namespace) -> int:
     kb = _load(args, mode="bm25")  # showing an article needs no encoder
     try:
@@ -154,25 +139,24 @@ def cmd_kb_show(args: argparse.Namespace) -> int:
     except KeyError:
         close = [a.id for a in kb.articles if args.article_id.lower() in a.id.lower()][:5]
         hint = f"; did you mean: {', '.join(close)}" if close else "; ids look like shop/returns"
-        raise KbCommandError(f"no article {args.article_id!r}{hint}") from None
+        raise CliError(f"no article {args.article_id!r}{hint}") from None
     if args.json:
         print(json.dumps(article.model_dump(), indent=2))
         return 0
-    console = _stdout()
-    console.print(f"[bold]{escape(article.title)}[/bold]  [dim]{article.id} · {article.source}[/dim]")
+    out.print(f"[bold]{escape(article.title)}[/bold]  [dim]{article.id} · {article.source}[/dim]")
     for paragraph in article.body.split("\n\n"):
-        console.print(escape(paragraph), highlight=False)
-        console.print()
+        out.print(escape(paragraph), highlight=False)
+        out.print()
     if article.steps:
-        console.print("[bold]key steps[/bold]")
+        out.print("[bold]key steps[/bold]")
         for number, step in enumerate(article.steps, 1):
-            console.print(f"  {number:>2}. {escape(step)}", highlight=False)
+            out.print(f"  {number:>2}. {escape(step)}", highlight=False)
     if article.tags:
-        console.print(f"[dim]tags: {escape(', '.join(article.tags))}[/dim]")
+        out.print(f"[dim]tags: {escape(', '.join(article.tags))}[/dim]")
     return 0
 
 
-@_reports_errors
+@reports_errors(_kb_errors)
 def cmd_kb_build(args: argparse.Namespace) -> int:
     from bots.kb import EmbeddingCache, KnowledgeBase, load_articles
     from bots.kb.encoder import SentenceEncoder
@@ -180,8 +164,7 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
     kb_settings, state_dir = _settings(args)
     kb_settings = kb_settings.model_copy(update={"mode": "hybrid"})
     kb = KnowledgeBase(load_articles(kb_settings), kb_settings)
-    stderr = _stderr()
-    with stderr.status("loading the sentence encoder"):
+    with console.status("loading the sentence encoder"):
         encoder = SentenceEncoder(kb_settings.encoder_path, cpu_threads=kb_settings.cpu_threads,
                                   max_tokens=kb_settings.encoder_max_tokens,
                                   batch_size=kb_settings.encoder_batch_size)
@@ -193,8 +176,8 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
         built = kb.attach_encoder(encoder, cache, progress=progress)
     took = time.perf_counter() - started
     verb = f"built in {took:.1f} s" if built else "already current (use --force to rebuild)"
-    stderr.print(f"knowledge-base index {verb}: {len(kb.articles)} articles, "
-                 f"{len(kb.passages)} passages -> {cache.path}")
+    console.print(f"knowledge-base index {verb}: {len(kb.articles)} articles, "
+                  f"{len(kb.passages)} passages -> {cache.path}")
     return 0
 
 
@@ -219,10 +202,9 @@ def _load(args: argparse.Namespace, mode: str | None):
         kb_settings = kb_settings.model_copy(update={"mode": mode})
     if kb_settings.mode == "bm25":
         return KnowledgeBase.load(kb_settings, state_dir=state_dir)
-    stderr = _stderr()
-    if stderr.is_terminal:
-        stderr.print(f"[dim]loading the knowledge base ({kb_settings.mode} search; "
-                     "--mode bm25 skips the model)[/dim]")
+    if console.is_terminal:
+        console.print(f"[dim]loading the knowledge base ({kb_settings.mode} search; "
+                      "--mode bm25 skips the model)[/dim]")
     with _progress_bar("embedding passages (first run; cached afterwards)") as progress:
         return KnowledgeBase.load(kb_settings, state_dir=state_dir, progress=progress)
 
@@ -234,7 +216,7 @@ def _progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bars = Progress(TextColumn("[bold blue]{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), console=_stderr(), transient=True)
+                    MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
     task_id = None
 
     def progress(done: int, total: int) -> None:
@@ -265,14 +247,4 @@ def _rich(marked: str) -> str:
     parts = _MARK_RE.split(marked)
     return "".join(f"[bold yellow]{escape(p)}[/bold yellow]" if i % 2 else escape(p)
                    for i, p in enumerate(parts))
-
-
-def _stdout() -> Console:
-    console = Console()
-    return console if console.is_terminal else Console(width=120)
-
-
-def _stderr() -> Console:
-    console = Console(stderr=True)
-    return console if console.is_terminal else Console(stderr=True, width=120)
 

@@ -18,8 +18,7 @@ import logging
 import os
 import sys
 
-from rich.console import Console
-
+from cluster.cli.common import console, reports_errors
 from cluster.runtime.progress import progress_display
 from configs.settings import ConfigError, Settings, load_settings
 
@@ -34,10 +33,6 @@ COMMAND_MODULES = (
     "cluster.cli.agents",
     "cluster.cli.floor",
 )
-
-console = Console(stderr=True)
-if not console.is_terminal:
-    console = Console(stderr=True, width=140)  # piped or logged: keep tables readable
 
 
 def _settings(args) -> Settings:
@@ -90,17 +85,19 @@ def cmd_demo(args) -> int:
     return run_demo(_settings(args), calls=args.calls, keep=args.keep, console=console)
 
 
-def cmd_simulate(args) -> int:
-    from cluster.sim.simulate import run_simulation
+def _scenario_errors() -> tuple[type[Exception], ...]:
     from telephony.scenarios import ScenarioError
 
-    try:
-        return run_simulation(_settings(args), calls=args.calls, scenario_file=args.scenario,
-                              stagger_s=args.stagger, as_json=args.json, console=console,
-                              via=args.via)
-    except ScenarioError as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
+    return (ScenarioError,)
+
+
+@reports_errors(_scenario_errors)
+def cmd_simulate(args) -> int:
+    from cluster.sim.simulate import run_simulation
+
+    return run_simulation(_settings(args), calls=args.calls, scenario_file=args.scenario,
+                          stagger_s=args.stagger, as_json=args.json, console=console,
+                          via=args.via)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -151,20 +148,23 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     try:
-        return args.func(args)
-    except ConfigError as exc:
-        console.print(f"[red]{exc}[/red]")
-        return 2
+        return _run(args)
     except KeyboardInterrupt:
         console.print("interrupted")
         return 130
-    except Exception as exc:
-        from cluster.runtime.lifecycle import ClusterError
 
-        if isinstance(exc, ClusterError):
-            console.print(f"[red]error:[/red] {exc}")
-            return 1
-        raise
+
+def _cluster_errors() -> tuple[type[Exception], ...]:
+    # lifecycle loads httpx and the Redis server wrapper: only once something failed
+    from cluster.runtime.lifecycle import ClusterError
+
+    return (ClusterError,)
+
+
+@reports_errors(lambda: (ConfigError,), unavailable=_cluster_errors)
+def _run(args: argparse.Namespace) -> int:
+    """The chosen command; invalid settings exit 2, a cluster that cannot start or answer 1."""
+    return args.func(args)
 
 
 if __name__ == "__main__":

@@ -23,20 +23,17 @@ import json
 import logging
 import os
 import re
-import sys
-from collections.abc import Callable
 from datetime import datetime, timezone
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from cluster.cli.common import CliError, console, model_registry, out, reports_errors
 from cluster.runtime.serve_deploy import SERVED_MODEL_DEPLOYMENTS
 from training.models.registry import BUILD_COMMANDS, ModelNotFoundError, ModelRegistry, VersionInfo
 
-__all__ = ["HISTORY_FILE", "ModelsCommandError", "register"]
+__all__ = ["HISTORY_FILE", "register"]
 
 log = logging.getLogger("callfleet.cluster.models_cli")
 
@@ -50,13 +47,6 @@ _KEY_METRIC_RE = re.compile(
     r"^(holdout|eval|test)_(accuracy|macro_f1|in_scope_accuracy|oos_recall|auc|brier)$"
     r"|^(n_train|train_seconds|domain_cv_macro_f1)$"
 )
-
-Handler = Callable[[argparse.Namespace], int]
-
-
-class ModelsCommandError(Exception):
-    """A mistake in what the user asked for: reported as one line, exit status 2."""
-
 
 # -- parser ------------------------------------------------------------------------------
 
@@ -145,58 +135,44 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_models_rollback)
 
 
-def _reports_errors(handler: Handler) -> Handler:
-    """Turn user mistakes into one stderr line + status 2 (and I/O failures into 1)."""
-
-    @wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return handler(args)
-        except (ModelsCommandError, ModelNotFoundError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-
-    return run
+def _registry_errors() -> tuple[type[Exception], ...]:
+    """An unknown version asked of the registry is the user's mistake (status 2)."""
+    return (ModelNotFoundError,)
 
 
 # -- commands ----------------------------------------------------------------------------
 
 
-@_reports_errors
+@reports_errors(_registry_errors)
 def cmd_models_list(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    registry = model_registry(args)
     kinds = [_checked_kind(registry, args.kind)] if args.kind else _kinds(registry)
     report = {kind: _kind_summary(registry, kind) for kind in kinds}
     if args.json:
         print(json.dumps({"registry": str(registry.root), "kinds": report}, indent=2))
         return 0
-    console = _console()
     for kind, summary in report.items():
         if summary["versions"]:
-            console.print(_versions_table(kind, summary, all_metrics=args.all_metrics))
+            out.print(_versions_table(kind, summary, all_metrics=args.all_metrics))
         else:
-            console.print(f"[bold]{kind}[/bold]: no versions yet; {_build_hint(registry, kind)}")
+            out.print(f"[bold]{kind}[/bold]: no versions yet; {_build_hint(registry, kind)}")
     return 0
 
 
-@_reports_errors
+@reports_errors(_registry_errors)
 def cmd_models_show(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    registry = model_registry(args)
     kind = _checked_kind(registry, args.kind)
     info = _version(registry, kind, args.version)
     current = registry.current(kind)
     size = _size_on_disk(info.path)
     if args.json:
-        out = {"kind": kind, "version": info.version, "current": info.version == current,
+        doc = {"kind": kind, "version": info.version, "current": info.version == current,
                "path": str(info.path), "size_bytes": size, "meta": info.meta}
-        print(json.dumps(out, indent=2, default=str))
+        print(json.dumps(doc, indent=2, default=str))
         return 0
-    console = _console()
     marker = " [green](current)[/green]" if info.version == current else ""
-    console.print(f"[bold]{kind} {info.version}[/bold]{marker}")
+    out.print(f"[bold]{kind} {info.version}[/bold]{marker}")
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
@@ -209,25 +185,25 @@ def cmd_models_show(args: argparse.Namespace) -> int:
             shown.add(key)
     for key in sorted(set(info.meta) - shown):
         table.add_row(key, _plain(info.meta[key]))
-    console.print(table)
-    console.print("[bold]labels[/bold]")
+    out.print(table)
+    out.print("[bold]labels[/bold]")
     labels = info.meta.get("label_map") or {}
     for index, name in sorted(labels.items(), key=lambda item: _label_order(item[0])):
-        console.print(f"  {index:>3}  {name}")
-    console.print("[bold]metrics[/bold]")
+        out.print(f"  {index:>3}  {name}")
+    out.print("[bold]metrics[/bold]")
     for name, value in sorted(info.metrics.items()):
-        console.print(f"  {name}: {_plain(value)}")
+        out.print(f"  {name}: {_plain(value)}")
     return 0
 
 
-@_reports_errors
+@reports_errors(_registry_errors)
 def cmd_models_compare(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    registry = model_registry(args)
     kind = _checked_kind(registry, args.kind)
     infos = ([_version(registry, kind, v) for v in args.versions] if args.versions
              else registry.list(kind))
     if not infos:
-        raise ModelsCommandError(f"{kind} has no versions in {registry.root}; {_build_hint(registry, kind)}")
+        raise CliError(f"{kind} has no versions in {registry.root}; {_build_hint(registry, kind)}")
     current = registry.current(kind)
     metrics = {info.version: _numeric_metrics(info.meta) for info in infos}
     if args.json:
@@ -240,50 +216,49 @@ def cmd_models_compare(args: argparse.Namespace) -> int:
         table.add_column(info.version + (" *" if info.version == current else ""), justify="right")
     for name in names:
         table.add_row(name, *(_number(metrics[info.version].get(name)) for info in infos))
-    _console().print(table)
+    out.print(table)
     return 0
 
 
-@_reports_errors
+@reports_errors(_registry_errors)
 def cmd_models_export_onnx(args: argparse.Namespace) -> int:
     from training.onnx_export import OnnxMismatchError, export_intent_onnx
 
-    registry = _registry(args)
+    registry = model_registry(args)
     kind = _checked_kind(registry, args.kind)
     info = _version(registry, kind, args.version)
-    console = _console()
     try:
         with console.status(f"exporting {kind} {info.version} to ONNX"):
             figures = export_intent_onnx(info.path)
     except OnnxMismatchError as exc:
-        raise ModelsCommandError(str(exc)) from None
+        raise CliError(str(exc)) from None
     registry.update_meta(kind, info.version, figures)
-    console.print(f"{kind} {info.version}: wrote {info.path / 'model.onnx'}; max abs logit difference "
-                  f"vs torch {figures['onnx_max_abs_diff']:.2e} (opset {figures['onnx_opset']})")
+    out.print(f"{kind} {info.version}: wrote {info.path / 'model.onnx'}; max abs logit difference "
+              f"vs torch {figures['onnx_max_abs_diff']:.2e} (opset {figures['onnx_opset']})")
     return 0
 
 
-@_reports_errors
+@reports_errors(_registry_errors)
 def cmd_models_promote(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    registry = model_registry(args)
     kind = _checked_kind(registry, args.kind)
     target = _version(registry, kind, args.version)
     return _switch(registry, kind, target, action="promote", args=args)
 
 
-@_reports_errors
+@reports_errors(_registry_errors)
 def cmd_models_rollback(args: argparse.Namespace) -> int:
-    registry = _registry(args)
+    registry = model_registry(args)
     kind = _checked_kind(registry, args.kind)
     history = read_history(registry, kind)
     if not history:
-        raise ModelsCommandError(
+        raise CliError(
             f"no promotion history for {kind} in {registry.root / kind / HISTORY_FILE}; "
             f"nothing to roll back (promote a version with: callfleet models promote {kind} VERSION)"
         )
     previous = _rollback_target(history)
     if previous is None:
-        raise ModelsCommandError(
+        raise CliError(
             f"no {kind} version was current before the earliest recorded promotion; "
             "nothing to roll back to"
         )
@@ -313,6 +288,16 @@ def read_history(registry: ModelRegistry, kind: str) -> list[dict[str, Any]]:
     return records
 
 
+def _promote_recorded(registry: ModelRegistry, kind: str, version: str, before: str | None,
+                      action: str, **extra: Any) -> None:
+    """Promote `version` and append the change to the kind's history (for `rollback`)."""
+    registry.promote(kind, version)
+    _append_history(registry, kind, {
+        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "from": before, "to": version, "action": action, **extra,
+    })
+
+
 def _append_history(registry: ModelRegistry, kind: str, record: dict[str, Any]) -> None:
     line = (json.dumps(record) + "\n").encode()
     fd = os.open(registry.root / kind / HISTORY_FILE, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -325,7 +310,7 @@ def _append_history(registry: ModelRegistry, kind: str, record: dict[str, Any]) 
 def _rollback_target(history: list[dict[str, Any]]) -> str | None:
     """The version current before the last promotion that has not been rolled back yet.
 
-    Raises ModelsCommandError when every recorded promotion was already rolled back.
+    Raises CliError when every recorded promotion was already rolled back.
     """
     undo_stack: list[str | None] = []
     for record in history:
@@ -335,39 +320,34 @@ def _rollback_target(history: list[dict[str, Any]]) -> str | None:
         else:
             undo_stack.append(record.get("from"))
     if not undo_stack:
-        raise ModelsCommandError("every recorded promotion has already been rolled back")
+        raise CliError("every recorded promotion has already been rolled back")
     return undo_stack[-1]
 
 
 def _switch(registry: ModelRegistry, kind: str, target: VersionInfo, action: str,
             args: argparse.Namespace) -> int:
     before = registry.current(kind)
-    console = _console()
     if before == target.version:
-        console.print(f"{kind} {target.version} is already current; nothing changed")
+        out.print(f"{kind} {target.version} is already current; nothing changed")
         return 0
     old = _loaded_or_none(registry, kind, before)
-    registry.promote(kind, target.version)
-    _append_history(registry, kind, {
-        "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "from": before, "to": target.version, "action": action,
-    })
+    _promote_recorded(registry, kind, target.version, before, action)
     verb = "rolled back" if action == "rollback" else "promoted"
-    console.print(f"{kind}: {before or '(none)'} -> [bold]{target.version}[/bold] ({verb})")
+    out.print(f"{kind}: {before or '(none)'} -> [bold]{target.version}[/bold] ({verb})")
     new_metrics = _numeric_metrics(target.meta)
     old_metrics = _numeric_metrics(old.meta) if old else {}
     for name in sorted(set(new_metrics) | set(old_metrics)):  # what the switch changes
         if new_metrics.get(name) == old_metrics.get(name):
             continue
-        console.print(f"  {name}: {_number(old_metrics.get(name))} -> {_number(new_metrics.get(name))}")
+        out.print(f"  {name}: {_number(old_metrics.get(name))} -> {_number(new_metrics.get(name))}")
     if getattr(args, "no_apply", False):
-        console.print("the running cluster (if any) keeps its version until `callfleet up`")
+        out.print("the running cluster (if any) keeps its version until `callfleet up`")
         return 0
-    return _apply_live(args, registry, kind, target.version, before, console)
+    return _apply_live(args, registry, kind, target.version, before)
 
 
 def _apply_live(args: argparse.Namespace, registry: ModelRegistry, kind: str, version: str,
-                before: str | None, console: Console) -> int:
+                before: str | None) -> int:
     """Reconfigure a running cluster; on failure put the registry back as it was."""
     from cluster.runtime.model_swap import SwapFailed, apply_to_cluster
     from cluster.runtime.serve_deploy import ServeDeployError
@@ -379,27 +359,15 @@ def _apply_live(args: argparse.Namespace, registry: ModelRegistry, kind: str, ve
             outcome = apply_to_cluster(settings, registry.root, kind, version)
     except (SwapFailed, ServeDeployError) as exc:
         if before:
-            registry.promote(kind, before)
-            _append_history(registry, kind, {
-                "at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "from": version, "to": before, "action": "rollback",
-                "reason": "the running cluster could not load it",
-            })
-        raise ModelsCommandError(f"{kind} {version} was not put live: {exc}; the registry "
-                                 f"names {before or '(none)'} again") from None
-    console.print(outcome.message)
+            _promote_recorded(registry, kind, before, version, "rollback",
+                              reason="the running cluster could not load it")
+        raise CliError(f"{kind} {version} was not put live: {exc}; the registry "
+                       f"names {before or '(none)'} again") from None
+    out.print(outcome.message)
     return 0
 
 
 # -- helpers -----------------------------------------------------------------------------
-
-
-def _registry(args: argparse.Namespace) -> ModelRegistry:
-    if getattr(args, "registry", None):
-        return ModelRegistry(args.registry)
-    from configs.settings import load_settings
-
-    return ModelRegistry(load_settings(getattr(args, "config", None)).registry_path)
 
 
 def _kinds(registry: ModelRegistry) -> list[str]:
@@ -419,7 +387,7 @@ def _kinds(registry: ModelRegistry) -> list[str]:
 def _checked_kind(registry: ModelRegistry, kind: str) -> str:
     known = _kinds(registry)
     if kind not in known:
-        raise ModelsCommandError(f"unknown model kind {kind!r}; known kinds: {', '.join(known)}")
+        raise CliError(f"unknown model kind {kind!r}; known kinds: {', '.join(known)}")
     return kind
 
 
@@ -437,13 +405,13 @@ def _version(registry: ModelRegistry, kind: str, version: str) -> VersionInfo:
         if name is None:
             hint = (f"promote one with: callfleet models promote {kind} {available[-1]}"
                     if available else _build_hint(registry, kind))
-            raise ModelsCommandError(f"no {kind} version is promoted; available versions: "
-                                     f"{listing}; {hint}")
+            raise CliError(f"no {kind} version is promoted; available versions: "
+                           f"{listing}; {hint}")
     else:
         name = _normalise_version(version)
     if name not in available:
-        raise ModelsCommandError(f"{kind} has no version {name!r} in {registry.root}; "
-                                 f"available versions: {listing}")
+        raise CliError(f"{kind} has no version {name!r} in {registry.root}; "
+                       f"available versions: {listing}")
     return registry.get(kind, name)
 
 
@@ -544,9 +512,3 @@ def _build_hint(registry: ModelRegistry, kind: str) -> str:
     if command is None:
         return "build one with this kind's training script"
     return "build one with: " + command.format(root=registry.root)
-
-
-def _console() -> Console:
-    """Stdout console; piped output (tests, `| less`) gets a wide fixed width."""
-    console = Console()
-    return console if console.is_terminal else Console(width=160)

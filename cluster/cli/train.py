@@ -19,17 +19,13 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from contextlib import contextmanager
-from functools import wraps
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
+from cluster.cli.common import console, model_registry, reports_errors
 
 __all__ = ["register"]
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -173,29 +169,15 @@ def _add_train_conversion(kinds: argparse._SubParsersAction) -> None:
 # -- plumbing -------------------------------------------------------------------------------
 
 
-def _reports_errors(handler: Handler) -> Handler:
-    """User mistakes -> one stderr line, status 2."""
+def _training_errors() -> tuple[type[Exception], ...]:
+    """Unusable data or options, unknown versions: the input was wrong (status 2)."""
+    from training.errors import USER_ERRORS
 
-    @wraps(handler)
-    def run(args: argparse.Namespace) -> int:
-        from training.errors import USER_ERRORS
-
-        try:
-            return handler(args)
-        except USER_ERRORS as exc:
-            _console().print(f"[red]error:[/red] {exc}", highlight=False)
-            return 2
-
-    return run
-
-
-def _console() -> Console:
-    console = Console(stderr=True)
-    return console if console.is_terminal else Console(stderr=True, width=140)
+    return USER_ERRORS
 
 
 @contextmanager
-def _progress(console: Console, label_width: int):
+def _progress(label_width: int):
     """A live bar on a terminal; in a log file (nohup, ray job logs) one line per stage."""
     from training.progress import stage_bar
 
@@ -215,16 +197,6 @@ def _progress(console: Console, label_width: int):
     yield lines
 
 
-def _registry(args: argparse.Namespace, attr: str = "out"):
-    from training.models.registry import ModelRegistry
-
-    if getattr(args, attr, None):
-        return ModelRegistry(getattr(args, attr))
-    from configs.settings import load_settings
-
-    return ModelRegistry(load_settings(getattr(args, "config", None)).registry_path)
-
-
 def _existing_file(value: str | None, what: str) -> Path:
     from training.errors import TrainingInputError
 
@@ -236,7 +208,7 @@ def _existing_file(value: str | None, what: str) -> Path:
     return path
 
 
-def _finish(args: argparse.Namespace, console: Console, summary: dict[str, Any], line: str) -> int:
+def _finish(args: argparse.Namespace, summary: dict[str, Any], line: str) -> int:
     console.print(line, highlight=False)
     if getattr(args, "json", False):
         print(json.dumps(summary, default=str))
@@ -251,7 +223,7 @@ def _version_summary(info, registry) -> dict[str, Any]:
 # -- commands ---------------------------------------------------------------------------------
 
 
-@_reports_errors
+@reports_errors(_training_errors)
 def cmd_train_intent(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
@@ -279,16 +251,15 @@ def cmd_train_intent(args: argparse.Namespace) -> int:
         promote=args.promote, onnx=args.onnx, ray_address=args.ray_address,
         storage_path=args.storage_path,
     )
-    registry = _registry(args)
-    console = _console()
-    with _progress(console, 28) as progress:
+    registry = model_registry(args, "out")
+    with _progress(28) as progress:
         info = train_intent(registry, data, config, options, progress)
     m = info.metrics
     parts = [f"{k.split('_', 1)[1] if k.startswith('eval_') else k} {m[k]:.4f}"
              for k in ("holdout_accuracy", "eval_in_scope_accuracy", "eval_oos_recall") if k in m]
     line = (f"intent [bold]{info.version}[/] at {info.path}: " + ", ".join(parts or ["no held-out split"])
             + f"; {m['epochs_run']} epochs in {m['train_seconds']:.0f} s; current = {registry.current('intent')}")
-    return _finish(args, console, _version_summary(info, registry), line)
+    return _finish(args, _version_summary(info, registry), line)
 
 
 def _retune(args: argparse.Namespace, data: Path) -> int:
@@ -297,8 +268,7 @@ def _retune(args: argparse.Namespace, data: Path) -> int:
 
     if not 0 <= args.oos_max_rejection <= 1:
         raise TrainingInputError(f"--oos-max-rejection must be in [0, 1], got {args.oos_max_rejection}")
-    registry = _registry(args)
-    console = _console()
+    registry = model_registry(args, "out")
     version = f"v{int(args.retune_from):04d}" if args.retune_from.isdigit() else args.retune_from
     with console.status(f"re-tuning the OOS threshold of intent {version}"):
         info = retune_threshold(registry, version, data, args.oos_max_rejection, promote=args.promote)
@@ -307,52 +277,49 @@ def _retune(args: argparse.Namespace, data: Path) -> int:
                                                    "val_in_scope_accuracy", "val_oos_recall") if k in m)
     line = (f"intent [bold]{info.version}[/] (weights of {version}) threshold {info.meta['oos_threshold']}: "
             f"{shown}; current = {registry.current('intent')}")
-    return _finish(args, console, _version_summary(info, registry), line)
+    return _finish(args, _version_summary(info, registry), line)
 
 
-@_reports_errors
+@reports_errors(_training_errors)
 def cmd_train_emotion(args: argparse.Namespace) -> int:
     from training.emotion_train import train_emotion
     from training.sample_goemotions import default_goemotions_dir
 
     data = _existing_file(args.data or str(default_goemotions_dir() / "train.tsv"), "--data")
     eval_path = _existing_file(args.eval, "--eval") if args.eval else None
-    registry = _registry(args)
-    console = _console()
-    with _progress(console, 20) as progress:
+    registry = model_registry(args, "out")
+    with _progress(20) as progress:
         info = train_emotion(registry, data, eval_path=eval_path, per_class=args.per_class,
                              cpu_threads=args.cpu_threads, promote=args.promote, progress=progress)
     m = info.metrics
     line = (f"emotion [bold]{info.version}[/] at {info.path}: macro-F1 {m['eval_macro_f1']:.4f} on "
             f"{m['n_eval']} dev rows; current = {registry.current('emotion')}")
-    return _finish(args, console, _version_summary(info, registry), line)
+    return _finish(args, _version_summary(info, registry), line)
 
 
-@_reports_errors
+@reports_errors(_training_errors)
 def cmd_train_conversion(args: argparse.Namespace) -> int:
-    console = _console()
     if args.generate_sample:
         from training.conversion_data import write_sample
 
         path = write_sample(args.generate_sample, rows=args.rows, seed=args.seed)
-        return _finish(args, console, {"sample": str(path), "rows": args.rows, "synthetic": True},
+        return _finish(args, {"sample": str(path), "rows": args.rows, "synthetic": True},
                        f"wrote {args.rows} SYNTHETIC leads to {path}")
     from training.conversion import train_conversion
 
     data = _existing_file(args.data, "--data")
-    registry = _registry(args)
+    registry = model_registry(args, "out")
     info = train_conversion(registry, data, seed=args.seed, promote=args.promote)
     m = info.metrics
     line = (f"conversion [bold]{info.version}[/] at {info.path}: AUC {m['test_auc']:.4f}, Brier "
             f"{m['test_brier']:.4f}; current = {registry.current('conversion')}")
-    return _finish(args, console, _version_summary(info, registry), line)
+    return _finish(args, _version_summary(info, registry), line)
 
 
-@_reports_errors
+@reports_errors(_training_errors)
 def cmd_eval_intent(args: argparse.Namespace) -> int:
     from training.intent_evaluate import evaluate_intent, resolve_model_dir
 
-    console = _console()
     model_dir = resolve_model_dir(args.model, "intent")
     data = _existing_file(args.data, "--data")
     with console.status("scoring"):
@@ -362,16 +329,15 @@ def cmd_eval_intent(args: argparse.Namespace) -> int:
                       ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall") if k in result)
     line = (f"intent {result['version']} on {data.name} ({result['split']}, n={result['n']}): {shown}; "
             f"reports in {result['report_dir']}")
-    return _finish(args, console, result, line)
+    return _finish(args, result, line)
 
 
-@_reports_errors
+@reports_errors(_training_errors)
 def cmd_eval_emotion(args: argparse.Namespace) -> int:
     from training.emotion_train import evaluate_emotion
     from training.intent_evaluate import resolve_model_dir
     from training.sample_goemotions import default_goemotions_dir
 
-    console = _console()
     model_dir = resolve_model_dir(args.model, "emotion")
     data = _existing_file(args.data or str(default_goemotions_dir() / "dev.tsv"), "--data")
     with console.status("scoring"):
@@ -379,7 +345,7 @@ def cmd_eval_emotion(args: argparse.Namespace) -> int:
                                   report_dir=Path(args.report_dir) if args.report_dir else None)
     line = (f"emotion {result['version']} on {data.name} (n={result['n']}): macro-F1 "
             f"{result['macro_f1']:.4f}, accuracy {result['accuracy']:.4f}")
-    return _finish(args, console, result, line)
+    return _finish(args, result, line)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,9 +2,15 @@
 
 Keys (all expire `ttl_s` after the last write):
 
-* ``cf:call:<uuid>`` hash — metadata, status, bot state (JSON), outcome (JSON)
-* ``cf:call:<uuid>:turns`` list — one JSON document per turn
+* ``cf:call:<uuid>`` hash — metadata, status, outcome (JSON)
+* ``cf:call:<uuid>:turns`` list — one JSON document per turn (`turn_to_json`)
+* ``cf:dialog:<uuid>`` — the bot's dialog state, written with each turn through the
+  sequence-guarded `RedisConversationStore` (in the same transaction as the turn), so a
+  replica still finishing an old turn cannot overwrite the state a newer one wrote
 * ``cf:calls:active`` set — calls in progress; ``cf:calls:recent`` list — last 1000 ended
+
+This module is the serializer of that wire: the call data types (`telephony.call_data`)
+become JSON here and nowhere else on the way to Redis.
 
 When Redis is unreachable the call goes on: writes are kept in a bounded in-memory
 backlog and replayed, in order, once Redis answers again.
@@ -17,12 +23,30 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bots.script.state import DialogState
+from bots.script.turns import action_from_dict, action_to_dict
+from cluster.records.conversations import RedisConversationStore
+from telephony.call_data import (
+    STAGES,
+    CallOutcome,
+    ResumedCall,
+    TurnProsody,
+    TurnRecord,
+    TurnTiming,
+)
 from telephony.media_fork import ForkMetadata
+from training.models.outputs import (
+    emotion_from_json,
+    emotion_to_json,
+    intent_from_json,
+    intent_to_json,
+)
 
 log = logging.getLogger("callfleet.state")
 
@@ -34,15 +58,19 @@ def call_key(call_id: str) -> str:
 
 
 class RedisCallRecorder:
+    """`telephony.call_session.CallRecorder` over Redis."""
+
     def __init__(self, url: str, ttl_s: int = 86_400, backlog: int = 10_000):
         self.redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.ttl_s = ttl_s
+        self.dialogs = RedisConversationStore(self.redis, ttl_s)
         self._backlog: deque[tuple[str, tuple]] = deque(maxlen=backlog)
         self._lock = asyncio.Lock()
 
-    async def call_started(self, meta: ForkMetadata) -> dict[str, Any]:
-        """Register the call; return its stored context (non-empty when resuming)."""
-        context = await self._try(self._load, meta.call_id) or {}
+    async def call_started(self, meta: ForkMetadata) -> ResumedCall | None:
+        """Register the call; what is stored of it when it is resuming (its fork moved to
+        another replica mid-call), else None."""
+        known, resumed = await self._try(self._resume, meta.call_id) or (False, None)
         doc = {
             "call_id": meta.call_id,
             "status": "bot",
@@ -53,24 +81,49 @@ class RedisCallRecorder:
             "callee": meta.callee or "",
             "customer": json.dumps(meta.customer),
         }
-        if not context:
+        if not known:
             doc["started_at"] = time.time()
         await self._write("start", meta.call_id, doc)
-        return context
+        return resumed
 
-    async def turn(self, call_id: str, turn: dict[str, Any], context: dict[str, Any]) -> None:
-        await self._write("turn", call_id, turn, context)
+    async def turn(self, call_id: str, turn: TurnRecord, state: DialogState) -> None:
+        # serialized now: a write kept in the backlog must not see later changes to state
+        await self._write("turn", call_id, json.dumps(turn_to_json(turn)),
+                          DialogState.from_json(state.to_json()))
 
-    async def call_ended(self, call_id: str, outcome: dict[str, Any]) -> None:
-        await self._write("end", call_id, outcome)
+    async def call_ended(self, call_id: str, outcome: CallOutcome) -> None:
+        await self._write("end", call_id, outcome_to_json(outcome))
 
     async def get_call(self, call_id: str) -> dict[str, Any] | None:
-        return await self._load(call_id, with_turns=True)
+        """The call's stored JSON document, for people and tools: the hash's fields, its
+        ``turns`` and its dialog ``state``."""
+        doc = await self._load(call_id, with_turns=True)
+        if doc is not None:
+            state = await self.dialogs.load(call_id)
+            if state is not None:
+                doc["state"] = state.to_dict()
+        return doc
 
     async def close(self) -> None:
         await self.redis.aclose()
 
     # ---- internals --------------------------------------------------------------------
+
+    async def _resume(self, call_id: str) -> tuple[bool, ResumedCall | None]:
+        """Whether the call is known, and its dialog state and turns when it has any."""
+        raw = await self.redis.hgetall(call_key(call_id))
+        if not raw:
+            return False, None
+        state = await self.dialogs.load(call_id)
+        if state is None and b"state" in raw:  # written by a gateway before the guarded store
+            try:
+                state = DialogState.from_json(raw[b"state"])
+            except (ValueError, TypeError):
+                state = None
+        if state is None:
+            return True, None
+        turns = await self.redis.lrange(call_key(call_id) + ":turns", 0, -1)
+        return True, ResumedCall(state, tuple(turn_from_json(json.loads(t)) for t in turns))
 
     async def _load(self, call_id: str, with_turns: bool = False) -> dict[str, Any] | None:
         raw = await self.redis.hgetall(call_key(call_id))
@@ -121,8 +174,8 @@ class RedisCallRecorder:
             pipe.hset(key, mapping=args[1])
             pipe.sadd(f"{PREFIX}:calls:active", args[0])
         elif op == "turn":
-            pipe.rpush(key + ":turns", json.dumps(args[1]))
-            pipe.hset(key, mapping={"state": json.dumps(args[2]["state"])})
+            pipe.rpush(key + ":turns", args[1])
+            await self.dialogs.save_in(pipe, args[0], args[2])
         elif op == "end":
             pipe.hset(key, mapping={
                 "status": "ended", "ended_at": time.time(), "outcome": json.dumps(args[1])
@@ -132,4 +185,75 @@ class RedisCallRecorder:
             pipe.ltrim(f"{PREFIX}:calls:recent", 0, 999)
         pipe.expire(key, self.ttl_s)
         pipe.expire(key + ":turns", self.ttl_s)
-        await pipe.execute()
+        results = await pipe.execute()
+        if op == "turn" and not results[1]:
+            log.warning("dialog state of a call not saved: a newer one (seq > %d) is stored",
+                        args[2].seq)
+
+
+# ---- the JSON of the records ---------------------------------------------------------------
+
+
+def turn_to_json(turn: TurnRecord) -> dict[str, Any]:
+    """A turn as stored in ``cf:call:<uuid>:turns``: ``n``, then ``caller`` (with
+    ``intent``, ``emotion``, ``prosody``), ``dtmf`` or ``no_input``, then ``bot``,
+    ``bot_state``, ``actions`` and ``timing`` (ms per stage)."""
+    doc: dict[str, Any] = {"n": turn.n}
+    if turn.kind == "no_input":
+        doc["no_input"] = True
+    elif turn.kind == "dtmf":
+        doc["dtmf"] = turn.dtmf
+    else:
+        doc["caller"] = turn.caller
+    if turn.intent is not None:
+        doc["intent"] = intent_to_json(turn.intent)
+    if turn.emotion is not None:
+        doc["emotion"] = emotion_to_json(turn.emotion)
+    if turn.prosody is not None:
+        p = turn.prosody
+        doc["prosody"] = {"loudness_db": p.loudness_db, "pitch_hz": p.pitch_hz,
+                          "loudness_z": p.loudness_z, "pitch_z": p.pitch_z}
+    doc["bot"] = turn.bot
+    doc["bot_state"] = turn.bot_state
+    if turn.kind != "no_input" or turn.actions:
+        doc["actions"] = [action_to_dict(a) for a in turn.actions]
+    if turn.timing is not None:
+        doc["timing"] = {stage: getattr(turn.timing, stage) for stage in STAGES}
+    return doc
+
+
+def turn_from_json(doc: Mapping[str, Any]) -> TurnRecord:
+    """Inverse of `turn_to_json`; keys an older gateway did not write take defaults."""
+    intent, emotion = doc.get("intent"), doc.get("emotion")
+    prosody, timing = doc.get("prosody"), doc.get("timing")
+    dtmf = doc.get("dtmf")
+    return TurnRecord(
+        n=int(doc.get("n") or 0),
+        bot=str(doc.get("bot") or ""),
+        bot_state=str(doc.get("bot_state") or ""),
+        caller=doc.get("caller") if isinstance(doc.get("caller"), str) else None,
+        dtmf=dtmf if isinstance(dtmf, str) else None,
+        no_input=bool(doc.get("no_input")),
+        intent=intent_from_json(intent) if isinstance(intent, Mapping) else None,
+        emotion=emotion_from_json(emotion) if isinstance(emotion, Mapping) else None,
+        prosody=TurnProsody(float(prosody.get("loudness_db") or 0.0), prosody.get("pitch_hz"),
+                            prosody.get("loudness_z"), prosody.get("pitch_z"))
+        if isinstance(prosody, Mapping) else None,
+        actions=tuple(_actions(doc.get("actions"))),
+        timing=TurnTiming(**{stage: timing.get(stage) for stage in STAGES})
+        if isinstance(timing, Mapping) else None,
+    )
+
+
+def _actions(docs: Any) -> Iterator[Any]:
+    for doc in docs if isinstance(docs, list) else ():
+        try:
+            yield action_from_dict(doc)
+        except (ValueError, AttributeError):
+            log.warning("a stored turn names an action this version does not know; left out")
+
+
+def outcome_to_json(outcome: CallOutcome) -> dict[str, Any]:
+    """How the call ended, as stored in the call's ``outcome`` field."""
+    return {"reason": outcome.reason, "escalation": outcome.escalation, "turns": outcome.turns,
+            "barge_ins": outcome.barge_ins, "heard": list(outcome.heard), "cut": list(outcome.cut)}

@@ -4,7 +4,9 @@
   with ``seq``, ``state`` JSON and ``bot``), so a call whose media connection moves to
   another replica resumes where it was. Writes are compare-and-set on ``seq`` (in one Lua
   script): a replica still finishing an old turn cannot overwrite the newer state another
-  replica wrote. Keys expire `ttl_s` after the last write.
+  replica wrote. Keys expire `ttl_s` after the last write. The call records
+  (`cluster.records.call_state.RedisCallRecorder`) write it with each turn, in the same
+  transaction as the turn (`save_in`), and read it back when a call resumes.
 * `RedisConversionCounter`: calls and conversions per campaign and variant
   (``cf:ab:<campaign>`` hash, fields ``<variant>:calls`` / ``<variant>:conversions``),
   each call counted once (``cf:ab:<campaign>:<kind>:seen`` sets), so a retried or resumed
@@ -20,6 +22,7 @@ import logging
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 
 from bots.script.state import DialogState
 from bots.script.variants import VariantStats
@@ -86,6 +89,13 @@ class RedisConversationStore:
             log.warning("dialog state of a call not saved: a newer one (seq > %d) is stored",
                         state.seq)
         return bool(written)
+
+    async def save_in(self, pipe: Pipeline, call_id: str, state: DialogState) -> None:
+        """Queue the same guarded write on `pipe`, a transaction pipeline of this store's
+        client, so it commits together with the caller's other writes; its result in
+        ``pipe.execute()`` is 1 when written, 0 when a newer state was stored."""
+        await self._save(keys=[dialog_key(call_id)],
+                         args=[state.seq, state.to_json(), state.script, self.ttl_s], client=pipe)
 
     async def load(self, call_id: str) -> DialogState | None:
         """The stored state, or None when there is none (a new call, or expired)."""

@@ -13,6 +13,9 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
+from telephony.call_data import DEFAULT_HANDOVER_REASON, Handover
+from training.models.outputs import emotion_to_json, intent_to_json
+
 __all__ = [
     "AGENT_ID_PATTERN",
     "AgentProfile",
@@ -131,8 +134,9 @@ class AgentSnapshot(BaseModel):
 
 
 class EscalationRequest(BaseModel):
-    """A call the bot hands to a human (the router's own input type; the escalation
-    policy's result is mapped onto it by the caller)."""
+    """A call the bot hands to a human: the router's own input type, and the JSON
+    document it keeps in Redis and shows agents (`Offer.brief`). A bot's handover
+    becomes one through `from_handover`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -156,6 +160,26 @@ class EscalationRequest(BaseModel):
         if isinstance(value, list):
             return [t if isinstance(t, dict) else {"text": str(t)} for t in value]
         return value
+
+    @classmethod
+    def from_handover(cls, call_uuid: str, handover: Handover) -> EscalationRequest:
+        """The request for a bot's `Handover` (the serializer of the router's wire).
+        Agents see the conversation as they always have: ``transcript`` one
+        ``{caller, bot}`` per turn, ``intents`` and ``emotions`` one per turn (``{}``
+        where a turn had none: keys or silence)."""
+        return cls(
+            call_uuid=call_uuid,
+            reason=(handover.reason or DEFAULT_HANDOVER_REASON)[:200],
+            priority=handover.priority,
+            skills=list(handover.skills),
+            vip=handover.vip,
+            brief=handover.brief[:4000],
+            transcript=[{"caller": t.caller, "bot": t.bot} for t in handover.turns],
+            intents=[intent_to_json(t.intent) if t.intent else {} for t in handover.turns],
+            emotions=[emotion_to_json(t.emotion) if t.emotion else {} for t in handover.turns],
+            customer=dict(handover.customer),
+            campaign_id=handover.campaign_id,
+        )
 
 
 class EscalationStatus(str, Enum):

@@ -15,7 +15,6 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import ctranslate2
@@ -24,13 +23,14 @@ from faster_whisper import BatchedInferencePipeline, WhisperModel
 
 from configs.settings import ASRSettings
 from deployments.engines.asr_window import WindowDecoder
+from telephony.codecs import int16_to_float
+from training.models.outputs import Transcript
 from training.models.whisper import ModelNotFoundError, resolve_whisper_model
 
 __all__ = [
     "MIN_AUDIO_S",
     "SAMPLE_RATE",
     "ModelNotFoundError",
-    "Transcript",
     "WhisperTranscriber",
 ]
 
@@ -43,29 +43,13 @@ WINDOW_S = 30.0
 NO_SPEECH_THRESHOLD = 0.6  # faster-whisper's defaults for dropping a silent window
 LOGPROB_THRESHOLD = -1.0
 
-@dataclass(frozen=True)
-class Transcript:
-    """What was said in one utterance.
-
-    ``avg_logprob`` and ``no_speech_prob`` are the means over whisper's 30 s windows (one
-    window for a normal utterance). ``elapsed_s`` is the wall time the caller waited; in a
-    batch every item reports the time of the whole batch.
-    """
-
-    text: str
-    language: str
-    avg_logprob: float
-    no_speech_prob: float
-    duration_s: float
-    elapsed_s: float
-
 
 def _as_mono_float32(audio: np.ndarray) -> np.ndarray:
     audio = np.asarray(audio)
     if audio.ndim != 1:
         audio = audio.reshape(-1) if 1 in audio.shape else audio.mean(axis=-1)
     if np.issubdtype(audio.dtype, np.integer):
-        return audio.astype(np.float32) / 32768.0
+        return int16_to_float(audio)
     return audio.astype(np.float32, copy=False)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import time
@@ -21,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from configs.settings import TTSSettings
+from telephony.codecs import int16_to_l16, resample
 
 __all__ = [
     "MAX_TEXT_CHARS",
@@ -36,7 +35,6 @@ __all__ = [
     "TTSError",
     "VoiceNotFoundError",
     "make_engine",
-    "resample_int16",
     "split_sentences",
 ]
 
@@ -94,15 +92,6 @@ class TTSEngine(ABC):
     @abstractmethod
     def _synthesize_impl(self, text: str) -> np.ndarray:
         """Render non-empty, stripped text to int16 mono at `sample_rate`."""
-
-
-def resample_int16(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
-    """Polyphase resampling with gcd-reduced factors; int16 in and out, clipped."""
-    if src_rate == dst_rate or len(audio) == 0:
-        return np.asarray(audio, dtype=np.int16)
-    g = math.gcd(int(src_rate), int(dst_rate))
-    out = resample_poly(np.asarray(audio, dtype=np.float32), dst_rate // g, src_rate // g)
-    return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
 
 
 def _resolve_piper_voice(voice: str) -> tuple[Path, Path]:
@@ -338,8 +327,8 @@ class SpeechSynthesizer:
                 return pcm
             with self._lock:
                 self._misses += 1
-        audio = resample_int16(self.engine.synthesize(text), self.engine.sample_rate, sample_rate)
-        pcm = audio.astype("<i2").tobytes()
+        audio = np.asarray(self.engine.synthesize(text), dtype=np.int16)
+        pcm = int16_to_l16(resample(audio, self.engine.sample_rate, sample_rate))
         if cacheable:
             with self._lock:
                 self._cache[key] = pcm

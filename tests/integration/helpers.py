@@ -39,7 +39,7 @@ class Traffic:
         while not self._stop.is_set():
             try:
                 result = await self.handle.classify.remote(texts[i % len(texts)])
-                self.answers.append((time.monotonic(), result["model_version"]))
+                self.answers.append((time.monotonic(), result.model_version))
             except Exception as exc:  # any failure a caller would see
                 self.failures.append(repr(exc)[:300])
             i += 1

@@ -1,8 +1,12 @@
-"""An outbound campaign end to end, the way a contact centre runs it: 50 leads uploaded
+"""An outbound campaign end to end, the way a contact centre runs it: 30 leads uploaded
 through the REST API, the predictive dialer dialling through the ESL controller into the
 FreeSWITCH simulator, scripted callees talking to the real bot (real ASR, intent,
 emotion, TTS), interested callees escalated to a simulated human agent who accepts the
-offer through the agent API, and compliance records that add up."""
+offer through the agent API, and compliance records that add up.
+
+30 leads reach every callee scenario of configs/scenarios/outbound.yaml at least five
+times (the scenario follows a hash of the number), so each outcome is exercised even with
+the simulator's random 80 % answer rate; more leads only make the run longer."""
 
 from __future__ import annotations
 
@@ -18,6 +22,8 @@ import redis
 from cluster.routing import AgentProfile, RoutingStore, SkillRouter
 
 pytestmark = pytest.mark.integration
+
+LEADS = 30
 
 CAMPAIGN = {
     "id": "e2e-spring", "name": "E2E spring offer", "bot_script": "outbound_promo",
@@ -70,7 +76,7 @@ class SimulatedAgent:
         await self.http.aclose()
 
 
-def test_campaign_of_50_leads_runs_through_the_floor(driver, cluster_settings):
+def test_campaign_of_30_leads_runs_through_the_floor(driver, cluster_settings):
     cluster = driver
     api = f"{cluster.http_url}/api"
     campaign_auth = {"Authorization": "Bearer campaign-token"}
@@ -84,10 +90,10 @@ def test_campaign_of_50_leads_runs_through_the_floor(driver, cluster_settings):
         desk = asyncio.ensure_future(agent.run(stop))
         async with httpx.AsyncClient(base_url=api, timeout=60, headers=campaign_auth) as http:
             assert (await http.post("/campaigns", json=CAMPAIGN)).status_code == 201
-            r = await http.post(f"/campaigns/{CAMPAIGN['id']}/leads", content=leads_csv(50),
+            r = await http.post(f"/campaigns/{CAMPAIGN['id']}/leads", content=leads_csv(LEADS),
                                 headers={"Content-Type": "text/csv"})
             assert r.status_code == 200, r.text
-            assert r.json()["added"] == 50
+            assert r.json()["added"] == LEADS
             assert (await http.post(f"/campaigns/{CAMPAIGN['id']}/start")).status_code == 200
             deadline = time.monotonic() + 900
             while time.monotonic() < deadline:
@@ -108,14 +114,14 @@ def test_campaign_of_50_leads_runs_through_the_floor(driver, cluster_settings):
     leads = status["leads"]
     assert not any(leads[k] for k in ("ready", "dialing", "connected_now")), status
     # one attempt per lead (max_attempts 1), each with a result and a hangup cause
-    assert sorted({r["lead_id"] for r in records}) == [f"L{i:03d}" for i in range(50)]
-    assert len(records) == 50
+    assert sorted({r["lead_id"] for r in records}) == [f"L{i:03d}" for i in range(LEADS)]
+    assert len(records) == LEADS
     assert all(r.get("result") and r.get("cause") for r in records)
     answered = [r for r in records if r["answered"]]
     connected = [r for r in answered if r["result"] == "connected"]
     assert all(r["hangup_cause"] and r["handle_s"] for r in connected), "a call never ended"
     outcomes = Counter((r["result"], r["cause"]) for r in records)
-    assert len(answered) >= 25, outcomes  # 80 % answer in the simulator
+    assert len(answered) >= LEADS // 2, outcomes  # 80 % answer in the simulator
     abandoned = [r for r in records if r.get("abandoned")]
     assert status["abandonment"]["answered"] == len(answered)
     assert status["abandonment"]["abandoned"] == len(abandoned)

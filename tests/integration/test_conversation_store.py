@@ -18,6 +18,7 @@ from cluster.records.conversations import (
     dialog_key,
 )
 from cluster.runtime.redis_server import EmbeddedRedis
+from training.models.outputs import EmotionResult
 
 pytestmark = pytest.mark.integration
 
@@ -49,7 +50,7 @@ async def counter(server: EmbeddedRedis) -> AsyncIterator[RedisConversionCounter
 
 
 def said(nlu: FallbackIntentClassifier, text: str) -> TurnInput:
-    return TurnInput(text, nlu.classify(text), {"label": "neutral", "scores": {"neutral": 1.0}})
+    return TurnInput(text, nlu.classify(text), EmotionResult("neutral", {"neutral": 1.0}))
 
 
 async def test_a_call_resumes_on_another_replica_where_it_was(store) -> None:

@@ -22,7 +22,8 @@ from cluster.dialer.leads import parse_leads_csv
 from cluster.dialer.store import DialerStore
 from cluster.runtime.redis_server import EmbeddedRedis
 from configs.dialer import DialerSettings
-from tests.fakes.dialer import FakeFloor, FakeSwitch
+from tests.fakes.dialer import FakeFloor
+from tests.fakes.switch import FakeSwitch
 
 pytestmark = pytest.mark.integration
 

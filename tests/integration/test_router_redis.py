@@ -36,6 +36,7 @@ from cluster.routing import (
     WebhookNotifier,
 )
 from cluster.runtime.redis_server import EmbeddedRedis
+from tests.fakes.switch import FakeSwitch
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -43,24 +44,9 @@ PORT = 6592
 SECRET = "integration-secret"
 
 
-class Switch:
-    """CallControl stand-in for FreeSWITCH that is slow to transfer, like a real one."""
-
-    def __init__(self) -> None:
-        self.transfers: list[tuple[str, str]] = []
-
-    async def originate(self, request):  # pragma: no cover - not used by the router
-        raise NotImplementedError
-
-    async def transfer(self, call_uuid: str, extension: str, context: str = "default") -> None:
-        await asyncio.sleep(0.05)
-        self.transfers.append((call_uuid, extension))
-
-    async def bridge(self, call_uuid: str, other_uuid: str) -> None:
-        pass
-
-    async def hangup(self, call_uuid: str, cause: str = "NORMAL_CLEARING") -> None:
-        pass
+def slow_switch() -> FakeSwitch:
+    """The shared fake switch, slow to transfer like a real one."""
+    return FakeSwitch(transfer_s=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +81,7 @@ def request(call: str) -> EscalationRequest:
 
 
 async def test_heartbeat_expires_by_redis_ttl(store: RoutingStore) -> None:
-    router = SkillRouter(store, Switch(), RoutingSettings(heartbeat_ttl_s=3, offer_timeout_s=10))
+    router = SkillRouter(store, slow_switch(), RoutingSettings(heartbeat_ttl_s=3, offer_timeout_s=10))
     await router.add_agent(AgentProfile(agent_id="ann", extension="7001"))
     await router.login("ann")
     assert (await router.get_agent("ann")).online
@@ -112,7 +98,7 @@ async def test_heartbeat_expires_by_redis_ttl(store: RoutingStore) -> None:
 
 async def test_a_replaced_router_reroutes_an_unanswered_offer(store: RoutingStore) -> None:
     settings = RoutingSettings(offer_timeout_s=2, sweep_interval_s=0.2, no_answer_action="break")
-    first = SkillRouter(store, Switch(), settings)
+    first = SkillRouter(store, slow_switch(), settings)
     await first.add_agent(AgentProfile(agent_id="ann", extension="7001"))
     await first.login("ann")
     offered = await first.escalate(request("c1"))
@@ -123,7 +109,7 @@ async def test_a_replaced_router_reroutes_an_unanswered_offer(store: RoutingStor
     loop_task.cancel()  # killed, not stopped: nothing gets to clean up
     await asyncio.gather(loop_task, return_exceptions=True)
 
-    second = SkillRouter(store, Switch(), settings)
+    second = SkillRouter(store, slow_switch(), settings)
     await second.add_agent(AgentProfile(agent_id="bob", extension="7002"))
     await second.login("bob")
     stop = asyncio.Event()
@@ -143,7 +129,7 @@ async def test_a_replaced_router_reroutes_an_unanswered_offer(store: RoutingStor
 
 async def test_two_api_processes_accepting_at_once_connect_once(store: RoutingStore,
                                                                 redis_server: EmbeddedRedis) -> None:
-    switch = Switch()
+    switch = slow_switch()
     router = SkillRouter(store, switch, RoutingSettings())
     await router.add_agent(AgentProfile(agent_id="ann", extension="7001"))
     await router.login("ann")
@@ -155,7 +141,7 @@ async def test_two_api_processes_accepting_at_once_connect_once(store: RoutingSt
                                        return_exceptions=True)
     finally:
         await other_store.close()
-    assert switch.transfers == [("c1", "7001")]
+    assert switch.transfers == [("c1", "7001", "default")]
     assert not [r for r in results if isinstance(r, Exception) and not isinstance(r, OfferClosedError)]
     await asyncio.sleep(0.1)
     assert (await router.status("c1")).status is EscalationStatus.CONNECTED
@@ -191,7 +177,7 @@ async def test_offers_reach_the_feed_hub_and_a_signed_webhook(store: RoutingStor
     receiver = Receiver()
     sender = WebhookSender(WebhookSettings(urls=[receiver.url], secret=SECRET))
     hub = FeedHub(redis_server.url, channel=store.feed_channel)
-    router = SkillRouter(store, Switch(), RoutingSettings(),
+    router = SkillRouter(store, slow_switch(), RoutingSettings(),
                          sinks=[RedisFeedPublisher(store), WebhookNotifier(sender)])
     try:
         await router.add_agent(AgentProfile(agent_id="ann", extension="7001"))

@@ -12,8 +12,9 @@ import pytest
 from faster_whisper import decode_audio
 
 from configs.settings import ASRSettings
-from deployments.engines.asr import ModelNotFoundError, Transcript, WhisperTranscriber
+from deployments.engines.asr import ModelNotFoundError, WhisperTranscriber
 from deployments.engines.asr_metrics import normalise_words, word_error_rate
+from training.models.outputs import Transcript
 from training.models.whisper import resolve_whisper_model
 
 pytestmark = pytest.mark.models

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.models.emotion import EmotionClassifier, EmotionInput, fuse_arousal
+from training.models.emotion import EmotionClassifier, fuse_arousal
+from training.models.outputs import EmotionInput, emotion_to_json
 from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.models
@@ -61,7 +62,7 @@ def test_deterministic_and_batch_independent(classifier: EmotionClassifier) -> N
     assert batch[1].label == alone.label
     assert batch[1].scores == pytest.approx(alone.scores, abs=1e-5)
     assert batch[2].label == "neutral"
-    assert batch[0].to_dict()["label"] == "anger"
+    assert emotion_to_json(batch[0])["label"] == "anger"
 
 
 def test_fusion_follows_the_text_lean() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.models.intent import IntentClassifier, IntentResult
+from training.models.intent import IntentClassifier
+from training.models.outputs import IntentResult, intent_to_json
 from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.models
@@ -51,7 +52,7 @@ def test_results_are_well_formed_and_in_input_order(classifier: IntentClassifier
             assert result.top3[0] == (result.label, result.confidence)
         else:
             assert result.out_of_scope and result.confidence == 0.0
-    assert set(results[0].to_dict()) == {"label", "confidence", "top3", "out_of_scope"}
+    assert set(intent_to_json(results[0])) == {"label", "confidence", "top3", "out_of_scope"}
     assert classifier.predict_batch([]) == []
 
 

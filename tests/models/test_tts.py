@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-from scipy.signal import resample_poly
 
 from configs.settings import ASRSettings, TTSSettings
 from deployments.engines.asr import WhisperTranscriber
@@ -23,6 +22,7 @@ from deployments.engines.tts import (
     split_sentences,
 )
 from telephony.caller_voice import CallerVoice
+from telephony.codecs import int16_to_float, resample
 
 pytestmark = pytest.mark.models
 
@@ -34,8 +34,7 @@ def words(text: str) -> list[str]:
 
 
 def to_16k_float(pcm: np.ndarray, rate: int) -> np.ndarray:
-    audio = pcm.astype(np.float32) / 32768.0
-    return audio if rate == 16000 else resample_poly(audio, 16000 // 8000, rate // 8000)
+    return resample(int16_to_float(pcm), rate, 16000)
 
 
 def median_pitch_hz(audio: np.ndarray, rate: int = 16000) -> float:

@@ -25,34 +25,11 @@ from cluster.routing import (
 )
 from cluster.runtime.redis_server import EmbeddedRedis
 from deployments.api.agents import AgentApi, AgentApiSettings, build_agents_router
+from tests.fakes.switch import FakeSwitch
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
 SUPERVISOR_KEY = "supervisor-key-for-tests"
-
-
-class FakeSwitch:
-    """Stands in for FreeSWITCH behind the CallControl protocol."""
-
-    def __init__(self) -> None:
-        self.transfers: list[tuple[str, str, str]] = []
-        self.bridges: list[tuple[str, str]] = []
-
-    async def originate(self, request):  # pragma: no cover - not used here
-        raise NotImplementedError
-
-    async def transfer(self, call_uuid: str, extension: str, context: str = "default") -> None:
-        self.transfers.append((call_uuid, extension, context))
-
-    async def bridge(self, call_uuid: str, other_uuid: str) -> None:
-        self.bridges.append((call_uuid, other_uuid))
-
-    async def hangup(self, call_uuid: str, cause: str = "NORMAL_CLEARING") -> None:
-        pass
-
-
-
-
 
 
 class Desk:

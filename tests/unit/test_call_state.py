@@ -13,9 +13,13 @@ from pathlib import Path
 import pytest
 import redis
 
+from bots.script.state import DialogState
 from cluster.records.call_state import RedisCallRecorder, call_key
+from cluster.records.conversations import dialog_key
 from cluster.runtime.redis_server import EmbeddedRedis, RedisStartError
+from telephony.call_data import CallOutcome, TurnRecord
 from telephony.media_fork import ForkMetadata
+from training.models.outputs import IntentResult
 
 pytestmark = pytest.mark.unit
 
@@ -70,22 +74,25 @@ def meta(call_id: str = "call-1") -> ForkMetadata:
     )
 
 
-def turn(n: int, text: str) -> dict:
-    return {"n": n, "caller": text, "intent": "order_status", "bot": f"reply {n}"}
+def turn(n: int, text: str) -> TurnRecord:
+    return TurnRecord(n=n, bot=f"reply {n}", bot_state="order_status", caller=text,
+                      intent=IntentResult("order_status", 0.9, [("order_status", 0.9)]))
 
 
-def context(n: int) -> dict:
-    return {"state": {"turns": n, "last_intent": "order_status"}}
+def context(n: int, seq: int | None = None) -> DialogState:
+    """The dialog state after turn `n`."""
+    return DialogState(script="shop", state="order_status", turns=n,
+                       seq=n if seq is None else seq)
 
 
 # ---- what a call leaves in Redis ----------------------------------------------------------
 
 
 async def test_a_finished_call_can_be_read_back(recorder: RedisCallRecorder) -> None:
-    assert await recorder.call_started(meta()) == {}  # a new call: nothing stored
+    assert await recorder.call_started(meta()) is None  # a new call: nothing stored
     await recorder.turn("call-1", turn(1, "where is my order"), context(1))
     await recorder.turn("call-1", turn(2, "thanks"), context(2))
-    await recorder.call_ended("call-1", {"reason": "goodbye", "escalated": False})
+    await recorder.call_ended("call-1", CallOutcome(reason="goodbye", turns=2))
 
     call = await recorder.get_call("call-1")
     assert call is not None
@@ -95,8 +102,9 @@ async def test_a_finished_call_can_be_read_back(recorder: RedisCallRecorder) -> 
     assert call["campaign"] == "support"
     assert call["customer"] == {"name": "Ada"}
     assert [t["caller"] for t in call["turns"]] == ["where is my order", "thanks"]
-    assert call["outcome"] == {"reason": "goodbye", "escalated": False}
-    assert call["state"] == {"turns": 2, "last_intent": "order_status"}
+    assert call["outcome"] == {"reason": "goodbye", "escalation": None, "turns": 2,
+                               "barge_ins": 0, "heard": [], "cut": []}
+    assert call["state"] == context(2).to_dict()
     assert float(call["ended_at"]) >= float(call["started_at"])
 
 
@@ -111,11 +119,11 @@ async def test_active_and_recent_calls_are_tracked(
     await recorder.call_started(meta("call-2"))
     assert db.smembers("cf:calls:active") == {"call-1", "call-2"}
 
-    await recorder.call_ended("call-1", {"reason": "goodbye"})
+    await recorder.call_ended("call-1", CallOutcome(reason="goodbye"))
     assert db.smembers("cf:calls:active") == {"call-2"}
     assert db.lrange("cf:calls:recent", 0, -1) == ["call-1"]
 
-    await recorder.call_ended("call-2", {"reason": "escalated"})
+    await recorder.call_ended("call-2", CallOutcome(reason="escalated"))
     assert db.smembers("cf:calls:active") == set()
     assert db.lrange("cf:calls:recent", 0, -1) == ["call-2", "call-1"]  # newest first
 
@@ -123,7 +131,7 @@ async def test_active_and_recent_calls_are_tracked(
 async def test_call_keys_expire(recorder: RedisCallRecorder, db: redis.Redis) -> None:
     await recorder.call_started(meta())
     await recorder.turn("call-1", turn(1, "hello"), context(1))
-    for key in (call_key("call-1"), call_key("call-1") + ":turns"):
+    for key in (call_key("call-1"), call_key("call-1") + ":turns", dialog_key("call-1")):
         assert 0 < db.ttl(key) <= TTL_S, key
 
 
@@ -135,14 +143,40 @@ async def test_resuming_a_call_returns_its_stored_context(recorder: RedisCallRec
 
     # the fork reconnects (another gateway replica picks the call up)
     resumed = await recorder.call_started(meta())
-    assert resumed["state"] == {"turns": 1, "last_intent": "order_status"}
-    assert resumed["call_id"] == "call-1"
-    assert resumed["status"] == "bot"
+    assert resumed is not None
+    assert resumed.state == context(1)
+    assert resumed.turns == (turn(1, "where is my order"),)  # the records read back typed
 
     call = await recorder.get_call("call-1")
     assert call is not None
+    assert call["call_id"] == "call-1"
+    assert call["status"] == "bot"
     assert call["started_at"] == first["started_at"]  # still the original start
     assert [t["n"] for t in call["turns"]] == [1]
+
+
+async def test_a_replica_finishing_an_old_turn_cannot_overwrite_newer_dialog_state(
+    recorder: RedisCallRecorder,
+) -> None:
+    await recorder.call_started(meta())
+    await recorder.turn("call-1", turn(2, "and my refund"), context(2, seq=5))  # the new replica
+    await recorder.turn("call-1", turn(1, "where is my order"), context(1, seq=3))  # the old one
+
+    call = await recorder.get_call("call-1")
+    assert call is not None
+    assert [t["n"] for t in call["turns"]] == [2, 1]  # what happened is all recorded
+    assert call["state"]["seq"] == 5 and call["state"]["turns"] == 2  # the newer state stays
+    resumed = await recorder.call_started(meta())
+    assert resumed is not None and resumed.state == context(2, seq=5)
+
+
+async def test_a_call_recorded_before_the_guarded_store_still_resumes(
+    recorder: RedisCallRecorder, db: redis.Redis
+) -> None:
+    await recorder.call_started(meta())
+    db.hset(call_key("call-1"), "state", context(4).to_json())  # where older gateways kept it
+    resumed = await recorder.call_started(meta())
+    assert resumed is not None and resumed.state == context(4)
 
 
 # ---- Redis goes away mid-call -------------------------------------------------------------
@@ -159,7 +193,7 @@ async def test_nothing_is_lost_while_redis_is_down(
     # the call goes on: no exception reaches the call session
     await recorder.turn("call-1", turn(2, "and my refund"), context(2))
     await recorder.turn("call-1", turn(3, "thanks"), context(3))
-    await recorder.call_ended("call-1", {"reason": "goodbye"})
+    await recorder.call_ended("call-1", CallOutcome(reason="goodbye"))
 
     assert server.start()  # same dir: the AOF brings back what was written before
     await recorder.call_started(meta("call-2"))  # the next write replays the backlog
@@ -169,7 +203,7 @@ async def test_nothing_is_lost_while_redis_is_down(
     assert [t["n"] for t in call["turns"]] == [1, 2, 3]
     assert [t["caller"] for t in call["turns"]] == ["where is my order", "and my refund", "thanks"]
     assert call["status"] == "ended"
-    assert call["outcome"] == {"reason": "goodbye"}
+    assert call["outcome"]["reason"] == "goodbye"
     assert call["state"]["turns"] == 3
     assert await recorder.get_call("call-2") is not None
 
@@ -178,9 +212,9 @@ async def test_a_call_starting_while_redis_is_down_still_starts(
     server: EmbeddedRedis, recorder: RedisCallRecorder
 ) -> None:
     server.stop()
-    assert await recorder.call_started(meta()) == {}
+    assert await recorder.call_started(meta()) is None
     server.start()
-    await recorder.call_ended("call-1", {"reason": "goodbye"})
+    await recorder.call_ended("call-1", CallOutcome(reason="goodbye"))
     call = await recorder.get_call("call-1")
     assert call is not None
     assert call["status"] == "ended"

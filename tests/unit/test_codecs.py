@@ -11,6 +11,7 @@ from telephony.codecs import (
     CodecError,
     float_to_l16,
     frame_bytes,
+    int16_to_float,
     int16_to_l16,
     iter_frames,
     l16_to_float,
@@ -72,6 +73,7 @@ def test_float_conversion_round_trips_and_clips():
     data = int16_to_l16(np.arange(-32768, 32768, 7, dtype=np.int16))
     as_float = l16_to_float(data)
     assert as_float.dtype == np.float32
+    assert np.array_equal(int16_to_float(l16_to_int16(data)), as_float)  # arrays, as ASR gets them
     assert as_float.min() >= -1.0 and as_float.max() < 1.0
     assert float_to_l16(as_float) == data
     assert l16_to_int16(float_to_l16(np.array([1.5, -1.5, 0.5, np.nan]))).tolist() == [

@@ -15,7 +15,8 @@ import pytest
 from cluster.cli.main import main
 from cluster.dialer import Dialer, DialerSettings, DialerStore
 from cluster.runtime.redis_server import EmbeddedRedis
-from tests.fakes.dialer import WEDNESDAY_AFTERNOON, Clock, FakeFloor, FakeSwitch, free_port
+from tests.fakes.dialer import WEDNESDAY_AFTERNOON, Clock, FakeFloor, free_port
+from tests.fakes.switch import FakeSwitch
 
 pytestmark = pytest.mark.unit
 

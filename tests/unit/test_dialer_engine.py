@@ -17,7 +17,8 @@ from cluster.dialer.leads import parse_leads_csv
 from cluster.dialer.store import DialerStore
 from cluster.runtime.redis_server import EmbeddedRedis
 from configs.dialer import DialerSettings
-from tests.fakes.dialer import Clock, FakeFloor, FakeSwitch, free_port
+from tests.fakes.dialer import Clock, FakeFloor, free_port
+from tests.fakes.switch import FakeSwitch
 
 pytestmark = pytest.mark.unit
 
@@ -183,7 +184,7 @@ async def test_retries_follow_the_cause_and_stop_at_max_attempts(store):
     await store.transition(config.id, "start")
     causes = {"+12125550101": "USER_BUSY", "+12125550102": "NO_ANSWER",
               "+12125550103": "GATEWAY_DOWN", "+12125550104": "UNALLOCATED_NUMBER"}
-    switch = FakeSwitch(lambda n: (False, causes[n]))
+    switch = FakeSwitch(causes)  # the cause per number
     floor, clock = FakeFloor(slots=4), Clock()
     dialer = Dialer(store, switch, floor, floor, SETTINGS, clock=clock)
     await dialer.tick()

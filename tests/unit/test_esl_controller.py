@@ -16,6 +16,7 @@ from websockets.asyncio.server import serve
 from configs.settings import FreeswitchSettings as ControllerSettings
 from telephony import media_fork
 from telephony.call_control import CallControlError, OriginateRequest
+from telephony.call_data import Handover, HandoverTurn
 from telephony.call_fsm import CallPhase
 from telephony.channel_model import ChannelModel, GatewayModel
 from telephony.esl_controller import ESLController
@@ -27,6 +28,11 @@ pytestmark = pytest.mark.unit
 
 UUID = "0b7a3f52-5f0e-4a51-9d1c-2f3b0c4d5e6f"
 TONE = (np.sin(np.arange(8000) / 4) * 8000).astype("<i2")
+
+
+HANDOVER = Handover("caller pressed 0", skills=("support",), priority=6, brief="Wants a person.",
+                    customer={"tier": "vip"}, vip=True,
+                    turns=(HandoverTurn(None, "Press 0 for a person."),))
 
 
 class GatewayPeer:
@@ -49,7 +55,7 @@ class GatewayPeer:
                 self.texts.append(json.loads(msg))
                 if self.texts[-1].get("type") == "dtmf":
                     send = media_fork.disconnect() if self.on_key == "disconnect" \
-                        else media_fork.transfer("caller pressed 0")
+                        else media_fork.transfer(HANDOVER)
                     await ws.send(send)
                     await ws.close()
                     return
@@ -143,6 +149,7 @@ async def test_bot_asks_for_a_person_and_the_call_is_transferred(rig):
                                          gateways=["carrier-a"]))
     record = ctl.calls[UUID]
     await wait_for(lambda: record.phase is CallPhase.ESCALATED)
+    assert record.escalation == HANDOVER  # as the bot's session built it, through the switch
     await ctl.transfer(UUID, "1001")
     assert record.phase is CallPhase.AGENT
     a_leg = switch.channels[UUID]

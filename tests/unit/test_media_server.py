@@ -5,6 +5,7 @@ shutdown without cutting the calls in progress."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 
 import pytest
@@ -13,6 +14,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from deployments.media_server import MediaServer
 from telephony.media_fork import SUBPROTOCOL
+
+pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
 
 
 class EchoFork:
@@ -80,6 +83,42 @@ def test_other_paths_get_404_and_a_missing_subprotocol_is_left_to_the_runner():
         return fork.calls
 
     assert asyncio.run(scenario()) == [("call-2", [])]
+
+
+def test_a_fork_whose_runner_crashes_does_not_take_the_port_down(
+        caplog: pytest.LogCaptureFixture):
+    async def scenario():
+        echo = EchoFork()
+
+        async def run_fork(sock, call_uuid: str) -> str:
+            if call_uuid == "call-boom":
+                await sock.accept(SUBPROTOCOL)
+                raise RuntimeError("a bug in one call: caller said 'my card is 4111'")
+            return await echo(sock, call_uuid)
+
+        server = await started(run_fork)
+        base = f"ws://127.0.0.1:{server.bound_port}/media"
+        async with connect(f"{base}/call-boom", subprotocols=[SUBPROTOCOL]) as boom, \
+                connect(f"{base}/call-ok", subprotocols=[SUBPROTOCOL]) as ok:
+            with pytest.raises(ConnectionClosed) as closed:  # that call ends, with it
+                await boom.recv()
+            # as a server error, not a normal hang-up, and without the error's text
+            assert closed.value.rcvd.code == 1011
+            assert closed.value.rcvd.reason == "media fork failed on the gateway"
+            await ok.send("still here")
+            assert await ok.recv() == "STILL HERE"
+        async with connect(f"{base}/call-next", subprotocols=[SUBPROTOCOL]) as later:
+            await later.send("hello")
+            assert await later.recv() == "HELLO"
+            await later.send("bye")
+        await server.drain(5)
+        return echo.calls
+
+    with caplog.at_level(logging.ERROR, logger="callfleet.media"):
+        assert [call for call, _ in asyncio.run(scenario())] == ["call-ok", "call-next"]
+    (record,) = [r for r in caplog.records if r.name == "callfleet.media"]
+    assert record.getMessage() == "media fork call-boom failed (RuntimeError); closing it with 1011"
+    assert record.exc_info is not None  # the traceback, for whoever fixes the bug
 
 
 def test_a_busy_port_is_a_clear_error():

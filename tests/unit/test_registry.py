@@ -84,6 +84,32 @@ def test_failed_build_is_discarded_and_bad_meta_rejected(tmp_path: Path) -> None
         registry.new_version_dir("../etc")
 
 
+def test_stage_commits_promotes_the_first_and_discards_a_failed_build(tmp_path: Path) -> None:
+    registry = ModelRegistry(tmp_path)
+    with registry.stage("intent") as staged:
+        (staged.path / "weights.bin").write_bytes(b"\0" * 16)
+        first = staged.commit(META)
+    assert first.version == "v0001" and registry.current("intent") == "v0001"  # the first
+    with registry.stage("intent") as staged:
+        second = staged.commit(META)
+    assert second.version == "v0002" and registry.current("intent") == "v0001"
+    with registry.stage("intent") as staged:
+        staged.commit(META, promote=True)
+    assert registry.current("intent") == "v0003"
+
+    with pytest.raises(RuntimeError, match="out of memory"), registry.stage("intent") as staged:
+        (staged.path / "weights.bin").write_bytes(b"partial")
+        raise RuntimeError("out of memory")
+    assert not staged.path.exists() and len(registry.list("intent")) == 3
+    with registry.stage("intent") as staged:
+        pass  # ended without committing: nothing is published
+    assert not staged.path.exists() and len(registry.list("intent")) == 3
+
+    with registry.stage("emotion") as staged:
+        staged.commit(META, promote_if_first=False)
+    assert registry.current("emotion") is None
+
+
 def test_not_found_error_lists_versions_and_build_command(tmp_path: Path) -> None:
     registry = ModelRegistry(tmp_path)
     with pytest.raises(ModelNotFoundError) as empty:

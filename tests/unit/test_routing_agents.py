@@ -22,27 +22,9 @@ from cluster.routing import (
     UnknownAgentError,
 )
 from cluster.runtime.redis_server import EmbeddedRedis
+from tests.fakes.switch import FakeSwitch
 
 pytestmark = pytest.mark.unit
-
-
-class FakeSwitch:
-    """CallControl stand-in for FreeSWITCH; only transfer is needed here."""
-
-    def __init__(self) -> None:
-        self.transfers: list[tuple[str, str, str]] = []
-
-    async def originate(self, request):  # pragma: no cover - not used by the router
-        raise NotImplementedError
-
-    async def transfer(self, call_uuid: str, extension: str, context: str = "default") -> None:
-        self.transfers.append((call_uuid, extension, context))
-
-    async def bridge(self, call_uuid: str, other_uuid: str) -> None:
-        pass
-
-    async def hangup(self, call_uuid: str, cause: str = "NORMAL_CLEARING") -> None:
-        pass
 
 
 class Clock:

@@ -23,37 +23,10 @@ from cluster.routing import (
     SkillRouter,
 )
 from cluster.runtime.redis_server import EmbeddedRedis
-from telephony.call_control import CallControlError, OriginateRequest, OriginateResult
+from telephony.call_control import CallControlError
+from tests.fakes.switch import FakeSwitch
 
 pytestmark = pytest.mark.unit
-
-
-class FakeSwitch:
-    """Stands in for FreeSWITCH behind the CallControl protocol: records what was asked."""
-
-    def __init__(self) -> None:
-        self.transfers: list[tuple[str, str, str]] = []
-        self.bridges: list[tuple[str, str]] = []
-        self.fail: CallControlError | None = None
-        self.while_transferring: Any = None  # coroutine function run mid-transfer
-
-    async def originate(self, request: OriginateRequest) -> OriginateResult:
-        raise CallControlError("the router never originates", retryable=False)
-
-    async def transfer(self, call_uuid: str, extension: str, context: str = "default") -> None:
-        if self.fail:
-            raise self.fail
-        if self.while_transferring is not None:
-            await self.while_transferring()
-        self.transfers.append((call_uuid, extension, context))
-
-    async def bridge(self, call_uuid: str, other_uuid: str) -> None:
-        if self.fail:
-            raise self.fail
-        self.bridges.append((call_uuid, other_uuid))
-
-    async def hangup(self, call_uuid: str, cause: str = "NORMAL_CLEARING") -> None:
-        pass
 
 
 class Clock:

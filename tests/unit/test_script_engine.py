@@ -23,6 +23,7 @@ from bots.script import (
     choose_variant,
     load_script_text,
 )
+from training.models.outputs import EmotionResult, IntentResult
 
 pytestmark = pytest.mark.unit
 
@@ -109,12 +110,12 @@ states:
     enter: [{hangup: done}]
 """
 
-CALM = {"label": "neutral", "scores": {"anger": 0.05, "neutral": 0.9}}
+CALM = EmotionResult("neutral", {"anger": 0.05, "neutral": 0.9})
 
 
 def said(text: str, label: str, confidence: float = 0.9, emotion=CALM) -> TurnInput:
     oos = label == "oos" or confidence < 0.45
-    return TurnInput(text, {"label": label, "confidence": confidence, "out_of_scope": oos}, emotion)
+    return TurnInput(text, IntentResult(label, confidence, [(label, confidence)], oos), emotion)
 
 
 @pytest.fixture
@@ -286,15 +287,14 @@ async def test_person_request_anywhere_transfers_with_a_brief(bot) -> None:
     transfer = turn.of_type(Transfer)[0]
     assert transfer.reason == "caller asked for a person"
     assert "Caller wanted: order status" in transfer.brief
-    reply = turn.to_reply()
-    assert reply.end_call and reply.escalate == "caller asked for a person"
-    assert reply.text == "Connecting you." and reply.state == "handover"
+    assert turn.end_call and transfer.reason == "caller asked for a person"
+    assert turn.text == "Connecting you." and turn.state == "handover"
 
 
 async def test_anger_hands_over_instead_of_answering(bot) -> None:
     state = bot.new_state()
     await bot.start(state)
-    furious = {"label": "anger", "scores": {"anger": 0.95, "neutral": 0.02}}
+    furious = EmotionResult("anger", {"anger": 0.95, "neutral": 0.02})
     turn = await bot.on_turn(state, said("where is my order", "order_status", emotion=furious))
     assert turn.text == "I'm connecting you with one of my colleagues now. Please hold."
     assert turn.escalation.reason == "anger" and "deescalation" in turn.escalation.skills
@@ -312,6 +312,29 @@ async def test_a_resumed_call_continues_from_stored_json_on_another_bot(script, 
     turn = await other.on_turn(resumed, said("A1005", "oos", 0.1))
     assert "out for delivery" in turn.text
     assert resumed.seq > state.seq
+
+
+async def test_dialog_state_round_trips_through_json(bot) -> None:
+    state = bot.new_state(customer={"name": "Ada", "tier": "gold"})
+    await bot.start(state)
+    await bot.on_turn(state, said("where's my order", "order_status"))
+    await bot.on_turn(state, said("do you ship abroad", "oos", 0.8))
+    restored = DialogState.from_json(state.to_json())  # as it travels through Redis
+    assert restored == state
+    assert restored.turns == 2 and restored.no_match == 1
+
+
+def test_dialog_state_from_a_newer_version_ignores_unknown_fields() -> None:
+    restored = DialogState.from_dict({"turns": 3, "sentiment_trend": [0.1, 0.2]})
+    assert restored.turns == 3
+    assert restored == DialogState(turns=3)
+
+
+async def test_speech_without_model_results_is_out_of_scope(bot) -> None:
+    state = bot.new_state()
+    await bot.start(state)
+    turn = await bot.on_turn(state, TurnInput("where is my order"))  # no intent, no emotion
+    assert not turn.understood
 
 
 async def test_an_ended_call_stays_ended(bot) -> None:

@@ -25,12 +25,13 @@ from bots.script import (
 )
 from bots.script.fallback_nlu import FallbackIntentClassifier
 from training.intent_default import load_intent_examples
+from training.models.outputs import EmotionResult
 
 pytestmark = pytest.mark.unit
 
 SCRIPTS = Path(__file__).resolve().parents[2] / "bots" / "scripts"
-CALM = {"label": "neutral", "scores": {"anger": 0.02, "neutral": 0.95, "positive": 0.03}}
-FURIOUS = {"label": "anger", "scores": {"anger": 0.93, "neutral": 0.05, "positive": 0.02}}
+CALM = EmotionResult("neutral", {"anger": 0.02, "neutral": 0.95, "positive": 0.03})
+FURIOUS = EmotionResult("anger", {"anger": 0.93, "neutral": 0.05, "positive": 0.02})
 
 
 class Call:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from training.models.intent import NOTHING_SAID, IntentResult, ShadowAgreement
+from training.models.intent import NOTHING_SAID, ShadowAgreement
+from training.models.outputs import IntentResult
 
 pytestmark = pytest.mark.unit
 

@@ -12,22 +12,19 @@ import json
 import logging
 import math
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from training.models.encoder import SentenceEncoder
 from training.models.loading import ENCODER_PACKAGE, encoder_package_version, resolve_device
+from training.models.outputs import EmotionInput, EmotionResult
 from training.models.registry import ModelNotFoundError, ModelRegistry
 
 __all__ = [
     "EMOTION_LABELS",
     "EmotionClassifier",
-    "EmotionInput",
-    "EmotionResult",
     "fuse_arousal",
 ]
 
@@ -35,26 +32,6 @@ log = logging.getLogger("callfleet.engines.emotion")
 
 EMOTION_LABELS = ("anger", "neutral", "positive")
 CLASSIFIER_FILE = "classifier.json"
-
-
-@dataclass
-class EmotionInput:
-    """One utterance; z-scores are against the caller's own baseline (None = unknown)."""
-
-    text: str
-    loudness_z: float | None = None
-    pitch_z: float | None = None
-
-
-@dataclass(frozen=True)
-class EmotionResult:
-    label: str
-    scores: dict[str, float]
-    text_scores: dict[str, float]
-    arousal: float | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def fuse_arousal(

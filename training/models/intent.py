@@ -21,7 +21,6 @@ import json
 import logging
 import os
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,45 +28,21 @@ import numpy as np
 import torch
 
 from training.models.loading import quiet_transformers, resolve_device
+from training.models.outputs import OOS_LABEL, IntentResult
 from training.models.registry import ModelNotFoundError, ModelRegistry
 
 __all__ = [
     "DEFAULT_OOS_THRESHOLD",
     "OOS_LABEL",
     "IntentClassifier",
-    "IntentResult",
     "ShadowAgreement",
 ]
 
 log = logging.getLogger("callfleet.engines.intent")
 
-OOS_LABEL = "oos"
 ONNX_FILE = "model.onnx"
 DEFAULT_OOS_THRESHOLD = 0.45  # for versions trained without out-of-scope rows to tune on
 Backend = Literal["auto", "torch", "onnx"]
-
-
-@dataclass(frozen=True)
-class IntentResult:
-    """The top intent, its probability, the three most likely intents (best first)."""
-
-    label: str
-    confidence: float
-    top3: list[tuple[str, float]]
-    out_of_scope: bool
-
-    @property
-    def decision(self) -> str:
-        """What the bot acts on: the intent, or ``oos`` when out of scope."""
-        return OOS_LABEL if self.out_of_scope else self.label
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "label": self.label,
-            "confidence": self.confidence,
-            "top3": [{"label": label, "confidence": p} for label, p in self.top3],
-            "out_of_scope": self.out_of_scope,
-        }
 
 
 class IntentClassifier:

