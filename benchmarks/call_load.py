@@ -33,8 +33,8 @@ from cluster.sim.results import percentile, summarize
 from cluster.sim.simulate import place  # noqa: E402
 from configs.settings import load_settings  # noqa: E402
 from telephony.call_data import STAGES  # noqa: E402
-from telephony.caller_voice import CallerVoice  # noqa: E402
-from telephony.scenarios import build_call, load_scenarios  # noqa: E402
+from telephony.sim.caller_voice import CallerVoice  # noqa: E402
+from telephony.sim.scenarios import build_call, load_scenarios  # noqa: E402
 
 TARGET_P95_S = 1.5
 

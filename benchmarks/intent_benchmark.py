@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     registry = ModelRegistry(args.registry)
     load_before = os.getloadavg()[0]
     if args.train:
-        from training.intent_build import IntentBuildOptions, train_intent
+        from training.intent.build import IntentBuildOptions, train_intent
 
         info = train_intent(registry, data, options=IntentBuildOptions(onnx=True))
         version = info.version
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         registry.update_meta("intent", version, export_intent_onnx(model_dir))
         info = registry.get("intent", version)
 
-    from training.intent_evaluate import evaluate_intent
+    from training.intent.evaluate import evaluate_intent
 
     scores = evaluate_intent(model_dir, data, split=split, backend="onnx")
     latency = {}

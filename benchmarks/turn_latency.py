@@ -28,9 +28,9 @@ from cluster.runtime.lifecycle import down, read_info, up  # noqa: E402
 from cluster.sim.results import percentile  # noqa: E402
 from configs.settings import load_settings  # noqa: E402
 from telephony import codecs  # noqa: E402
-from telephony.fork_client import CallerTurn, SimulatedCall, run_call  # noqa: E402
 from telephony.media_fork import ForkMetadata  # noqa: E402
-from telephony.scenarios import trim_silence  # noqa: E402
+from telephony.sim.fork_client import CallerTurn, SimulatedCall, run_call  # noqa: E402
+from telephony.sim.scenarios import trim_silence  # noqa: E402
 
 LINES = [
     "Hi, I'd like to know where my order is.",
@@ -105,7 +105,7 @@ def main() -> int:
     parser.add_argument("--json", action="store_true", help="print only the JSON line")
     args = parser.parse_args()
 
-    from telephony.caller_voice import CallerVoice
+    from telephony.sim.caller_voice import CallerVoice
 
     settings = load_settings()
     started_here = False

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from cluster.runtime.user_configs import model_user_configs
 from configs.settings import Settings, load_settings, settings_doc
 from deployments.asr import ASRDeployment
-from deployments.common import actor_options
+from deployments.common import AppArgs, actor_options
 from deployments.emotion import EmotionDeployment
-from deployments.gateway import MediaGateway
+from deployments.gateway.ingress import MediaGateway
 from deployments.intent import IntentDeployment
 from deployments.tts import TTSDeployment
 
@@ -47,18 +46,6 @@ def build_app(settings: Settings) -> Application:
         ray_actor_options=actor_options(settings.gateway),
     )
     return gateway.bind(asr, intent, emotion, tts, doc)
-
-
-class AppArgs(BaseModel):
-    """Arguments of `deployments.app:app_builder` in a Serve config file."""
-
-    model_config = ConfigDict(extra="forbid")  # a typo in serve.yaml fails loudly
-
-    config: str | None = Field(None, description="CallFleet YAML (default configs/default.yaml)")
-    overrides: dict[str, Any] = Field(default_factory=dict, description="settings to override")
-    settings_sha256: str | None = Field(
-        None, description="hash of the config file's content (written by `callfleet up`): a "
-        "changed file changes the app's code version, so Serve rebuilds the app")
 
 
 def app_builder(args: dict[str, Any]) -> Application:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from configs.settings import ReplicaSettings, Settings
 
 
@@ -48,3 +50,16 @@ def actor_options(replica: ReplicaSettings) -> dict[str, Any]:
             }
         },
     }
+
+
+class AppArgs(BaseModel):
+    """Arguments of both app builders (`deployments.app:app_builder`,
+    `deployments.api.ingress:api_builder`) in a Serve config file."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo in serve.yaml fails loudly
+
+    config: str | None = Field(None, description="CallFleet YAML (default configs/default.yaml)")
+    overrides: dict[str, Any] = Field(default_factory=dict, description="settings to override")
+    settings_sha256: str | None = Field(
+        None, description="hash of the config file's content (written by `callfleet up`): a "
+        "changed file changes the app's code version, so Serve rebuilds the app")

@@ -32,8 +32,8 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory):
     if reuse:  # a registry built earlier (local iteration only; CI always trains)
         return _Registry(reuse)
 
-    from training.emotion_default import build_default_emotion_model
-    from training.intent_default import build_default_intent_model
+    from training.emotion.default import build_default_emotion_model
+    from training.intent.default import build_default_intent_model
     from training.models.registry import ModelRegistry
 
     registry = ModelRegistry(tmp_path_factory.mktemp("registry"))

@@ -12,11 +12,6 @@ class TrainingInputError(ValueError):
     """A training or evaluation request is unusable; the message says what and where."""
 
 
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from training.intent_data import IntentDataError
-
-    return (TrainingInputError, IntentDataError, ModelNotFoundError)
-
-
-#: exceptions that mean "the user asked for something impossible" (status 2, one line)
-USER_ERRORS = _user_errors()
+#: exceptions that mean "the user asked for something impossible" (status 2, one line);
+#: every data-file error (`IntentDataError` ...) is a `TrainingInputError`
+USER_ERRORS: tuple[type[BaseException], ...] = (TrainingInputError, ModelNotFoundError)

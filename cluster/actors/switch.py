@@ -23,9 +23,9 @@ OUTBOUND_SCENARIOS = Path(__file__).resolve().parents[2] / "configs" / "scenario
 
 class SimulatedSwitchService:
     def __init__(self, settings: dict[str, Any]):
-        from telephony.channel_model import ChannelModel
-        from telephony.scenarios import load_scenarios
-        from telephony.switch_sim import SimulatedSwitch
+        from telephony.sim.channel_model import ChannelModel
+        from telephony.sim.scenarios import load_scenarios
+        from telephony.sim.switch import SimulatedSwitch
 
         cfg = Settings.model_validate(settings).freeswitch
         self.scenarios = load_scenarios(cfg.sim_scenarios or OUTBOUND_SCENARIOS)
@@ -42,8 +42,8 @@ class SimulatedSwitchService:
         return self.switch.port
 
     async def _callee(self, destination: str, call_uuid: str, rate: int, kind: str):
-        from telephony.caller_voice import CallerVoice
-        from telephony.scenarios import build_call
+        from telephony.sim.caller_voice import CallerVoice
+        from telephony.sim.scenarios import build_call
 
         digest = int(hashlib.sha1(destination.encode()).hexdigest(), 16)
         scenario = self.scenarios[digest % len(self.scenarios)]

@@ -86,7 +86,7 @@ def cmd_demo(args) -> int:
 
 
 def _scenario_errors() -> tuple[type[Exception], ...]:
-    from telephony.scenarios import ScenarioError
+    from telephony.sim.scenarios import ScenarioError
 
     return (ScenarioError,)
 

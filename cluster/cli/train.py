@@ -88,7 +88,7 @@ def _out_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train_intent(kinds: argparse._SubParsersAction) -> None:
-    from training.intent_config import IntentTrainConfig
+    from training.intent.config import IntentTrainConfig
 
     d = IntentTrainConfig()
     p = kinds.add_parser(
@@ -136,7 +136,7 @@ def _add_train_emotion(kinds: argparse._SubParsersAction) -> None:
     p = kinds.add_parser(
         "emotion", help="MiniLM embeddings + logistic regression on GoEmotions (anger/neutral/positive)",
         description="Train the 3-class emotion model on GoEmotions mapped to anger / neutral / "
-        "positive (see training/sample_goemotions.py), plus the shop bot's in-domain phrases; "
+        "positive (see training/emotion/goemotions.py), plus the shop bot's in-domain phrases; "
         "reports macro-F1 on GoEmotions dev.",
     )
     p.add_argument("--data", metavar="FILE",
@@ -228,8 +228,8 @@ def cmd_train_intent(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from training.errors import TrainingInputError
-    from training.intent_build import IntentBuildOptions, train_intent
-    from training.intent_config import IntentTrainConfig
+    from training.intent.build import IntentBuildOptions, train_intent
+    from training.intent.config import IntentTrainConfig
     data = _existing_file(args.data, "--data")
     if args.retune_from:
         return _retune(args, data)
@@ -264,7 +264,7 @@ def cmd_train_intent(args: argparse.Namespace) -> int:
 
 def _retune(args: argparse.Namespace, data: Path) -> int:
     from training.errors import TrainingInputError
-    from training.intent_retune import retune_threshold
+    from training.intent.retune import retune_threshold
 
     if not 0 <= args.oos_max_rejection <= 1:
         raise TrainingInputError(f"--oos-max-rejection must be in [0, 1], got {args.oos_max_rejection}")
@@ -282,8 +282,8 @@ def _retune(args: argparse.Namespace, data: Path) -> int:
 
 @reports_errors(_training_errors)
 def cmd_train_emotion(args: argparse.Namespace) -> int:
-    from training.emotion_train import train_emotion
-    from training.sample_goemotions import default_goemotions_dir
+    from training.emotion.goemotions import default_goemotions_dir
+    from training.emotion.train import train_emotion
 
     data = _existing_file(args.data or str(default_goemotions_dir() / "train.tsv"), "--data")
     eval_path = _existing_file(args.eval, "--eval") if args.eval else None
@@ -300,12 +300,12 @@ def cmd_train_emotion(args: argparse.Namespace) -> int:
 @reports_errors(_training_errors)
 def cmd_train_conversion(args: argparse.Namespace) -> int:
     if args.generate_sample:
-        from training.conversion_data import write_sample
+        from training.conversion.data import write_sample
 
         path = write_sample(args.generate_sample, rows=args.rows, seed=args.seed)
         return _finish(args, {"sample": str(path), "rows": args.rows, "synthetic": True},
                        f"wrote {args.rows} SYNTHETIC leads to {path}")
-    from training.conversion import train_conversion
+    from training.conversion.model import train_conversion
 
     data = _existing_file(args.data, "--data")
     registry = model_registry(args, "out")
@@ -318,7 +318,7 @@ def cmd_train_conversion(args: argparse.Namespace) -> int:
 
 @reports_errors(_training_errors)
 def cmd_eval_intent(args: argparse.Namespace) -> int:
-    from training.intent_evaluate import evaluate_intent, resolve_model_dir
+    from training.intent.evaluate import evaluate_intent, resolve_model_dir
 
     model_dir = resolve_model_dir(args.model, "intent")
     data = _existing_file(args.data, "--data")
@@ -334,9 +334,9 @@ def cmd_eval_intent(args: argparse.Namespace) -> int:
 
 @reports_errors(_training_errors)
 def cmd_eval_emotion(args: argparse.Namespace) -> int:
-    from training.emotion_train import evaluate_emotion
-    from training.intent_evaluate import resolve_model_dir
-    from training.sample_goemotions import default_goemotions_dir
+    from training.emotion.goemotions import default_goemotions_dir
+    from training.emotion.train import evaluate_emotion
+    from training.intent.evaluate import resolve_model_dir
 
     model_dir = resolve_model_dir(args.model, "emotion")
     data = _existing_file(args.data or str(default_goemotions_dir() / "dev.tsv"), "--data")

@@ -16,7 +16,7 @@ def registered_scorer(registry_path: str | Path | None):
     conversion model is registered (leads are then ordered by their tags only)."""
     if registry_path is None:
         return None
-    from training.conversion import ConversionModel
+    from training.conversion.model import ConversionModel
     from training.models.registry import ModelRegistry
 
     registry = ModelRegistry(registry_path)

@@ -25,13 +25,13 @@ def ensure_models(settings: Settings, progress: Callable[[str], Progress] | None
     built: list[str] = []
     threads = max(settings.intent.cpu_threads, 2)
     if registry.current("intent") is None:
-        from training.intent_default import build_default_intent_model
+        from training.intent.default import build_default_intent_model
 
         cb = progress("training default intent model") if progress else None
         build_default_intent_model(registry, progress=cb, cpu_threads=threads)
         built.append("intent")
     if registry.current("emotion") is None:
-        from training.emotion_default import build_default_emotion_model
+        from training.emotion.default import build_default_emotion_model
 
         cb = progress("training default emotion model") if progress else None
         build_default_emotion_model(registry, progress=cb, cpu_threads=threads)

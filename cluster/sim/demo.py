@@ -15,8 +15,8 @@ from cluster.runtime.progress import progress_display
 from cluster.sim.results import percentile
 from cluster.sim.simulate import place
 from configs.settings import Settings
-from telephony.fork_client import CallReport, SimulatedCall
-from telephony.scenarios import Scenario, build_call, load_scenarios
+from telephony.sim.fork_client import CallReport, SimulatedCall
+from telephony.sim.scenarios import Scenario, build_call, load_scenarios
 
 
 async def place_calls(info: ClusterInfo, plan: list[tuple[Scenario, SimulatedCall]],
@@ -64,7 +64,7 @@ def print_call(console: Console, title: str, report: CallReport, record: dict | 
 
 def run_demo(settings: Settings, calls: int = 3, keep: bool = False,
              console: Console | None = None) -> int:
-    from telephony.caller_voice import CallerVoice
+    from telephony.sim.caller_voice import CallerVoice
 
     console = console or Console()
     already = read_info(settings) is not None

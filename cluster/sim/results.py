@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from telephony.fork_client import CallReport
+from telephony.sim.fork_client import CallReport
 
 __all__ = ["CallResult", "percentile", "summarize"]
 

@@ -19,8 +19,8 @@ from cluster.runtime.lifecycle import ClusterError, ClusterInfo, connect_ray, re
 from cluster.sim.results import CallResult, summarize
 from cluster.sim.via_esl import place_via_esl
 from configs.settings import Settings
-from telephony.fork_client import SimulatedCall, run_call
-from telephony.scenarios import Scenario, build_call, load_scenarios
+from telephony.sim.fork_client import SimulatedCall, run_call
+from telephony.sim.scenarios import Scenario, build_call, load_scenarios
 
 
 async def place(info: ClusterInfo, calls: list[tuple[Scenario, SimulatedCall]],
@@ -35,7 +35,7 @@ async def place(info: ClusterInfo, calls: list[tuple[Scenario, SimulatedCall]],
 def run_simulation(settings: Settings, calls: int, scenario_file: str | None = None,
                    stagger_s: float = 0.25, as_json: bool = False,
                    console: Console | None = None, via: str = "fork") -> int:
-    from telephony.caller_voice import CallerVoice
+    from telephony.sim.caller_voice import CallerVoice
 
     console = console or Console(stderr=True)
     info = read_info(settings)

@@ -18,10 +18,10 @@ from cluster.runtime.lifecycle import ClusterInfo, connect_ray
 from cluster.sim.results import CallResult
 from configs.settings import Settings
 from telephony.call_control import OriginateRequest
-from telephony.channel_model import ChannelModel
-from telephony.fork_client import CallReport, SimulatedCall
-from telephony.scenarios import Scenario
-from telephony.switch_sim import SimulatedSwitch
+from telephony.sim.channel_model import ChannelModel
+from telephony.sim.fork_client import CallReport, SimulatedCall
+from telephony.sim.scenarios import Scenario
+from telephony.sim.switch import SimulatedSwitch
 
 
 async def place_via_esl(settings: Settings, info: ClusterInfo,

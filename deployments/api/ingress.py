@@ -134,7 +134,7 @@ def build_api_app(settings_doc: dict[str, Any]):
 def api_builder(args: dict[str, Any]):
     """Serve config entry point (configs/serve.yaml): same arguments as the main app's."""
     from configs.settings import load_settings, settings_doc
-    from deployments.app import AppArgs
+    from deployments.common import AppArgs
 
     parsed = AppArgs.model_validate(args)
     settings = load_settings(parsed.config, **parsed.overrides)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 
-from deployments.media_ws import ForkSocket, PeerGone
+from deployments.gateway.media_ws import ForkSocket, PeerGone
 from telephony.media_fork import SUBPROTOCOL, ServerCommand, parse_server_text
 
 __all__ = ["FakeForkSocket"]

@@ -56,6 +56,6 @@ def driver(cluster):
 
 @pytest.fixture(scope="session")
 def caller_voice():
-    from telephony.caller_voice import CallerVoice
+    from telephony.sim.caller_voice import CallerVoice
 
     return CallerVoice()

@@ -11,9 +11,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from telephony.fork_client import CallerTurn, SimulatedCall, run_call
 from telephony.media_fork import SUBPROTOCOL, ForkMetadata
-from telephony.scenarios import trim_silence
+from telephony.sim.fork_client import CallerTurn, SimulatedCall, run_call
+from telephony.sim.scenarios import trim_silence
 
 pytestmark = pytest.mark.integration
 

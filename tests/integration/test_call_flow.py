@@ -13,9 +13,9 @@ import pytest
 
 from deployments.engines.asr_metrics import word_error_rate
 from telephony import codecs
-from telephony.fork_client import CallerTurn, SimulatedCall, run_call
 from telephony.media_fork import ForkMetadata
-from telephony.scenarios import trim_silence
+from telephony.sim.fork_client import CallerTurn, SimulatedCall, run_call
+from telephony.sim.scenarios import trim_silence
 from telephony.wav import read_wav
 from tests.integration.helpers import fetch
 

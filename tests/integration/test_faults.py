@@ -17,9 +17,9 @@ from pydantic import SecretStr
 from cluster.actors.esl import RemoteCallControl, get_controller, record_key
 from cluster.sim.simulate import place
 from telephony.call_control import OriginateRequest
-from telephony.channel_model import ChannelModel
-from telephony.scenarios import build_call, load_scenarios
-from telephony.switch_sim import SimulatedSwitch
+from telephony.sim.channel_model import ChannelModel
+from telephony.sim.scenarios import build_call, load_scenarios
+from telephony.sim.switch import SimulatedSwitch
 from tests.integration.helpers import fetch
 
 pytestmark = pytest.mark.integration

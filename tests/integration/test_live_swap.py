@@ -42,8 +42,8 @@ def _tiny_data(path: Path, suffix: str) -> Path:
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    from training.intent_build import IntentBuildOptions, train_intent
-    from training.intent_config import IntentTrainConfig
+    from training.intent.build import IntentBuildOptions, train_intent
+    from training.intent.config import IntentTrainConfig
     from training.models.registry import ModelRegistry
 
     root = tmp_path_factory.mktemp("swap")

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.intent_build import IntentBuildOptions, train_intent
-from training.intent_config import IntentTrainConfig
+from training.intent.build import IntentBuildOptions, train_intent
+from training.intent.config import IntentTrainConfig
 from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.models

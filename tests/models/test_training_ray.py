@@ -19,8 +19,8 @@ pytestmark = [pytest.mark.models, pytest.mark.integration]
 def test_ray_train_worker_builds_a_registry_version(shared_datasets: Path, tmp_path: Path) -> None:
     import ray
 
-    from training.intent_build import IntentBuildOptions, train_intent
-    from training.intent_config import IntentTrainConfig
+    from training.intent.build import IntentBuildOptions, train_intent
+    from training.intent.config import IntentTrainConfig
     from training.models.registry import ModelRegistry
 
     rows = list(csv.DictReader(open(shared_datasets / "banking77" / "train.csv", encoding="utf-8")))

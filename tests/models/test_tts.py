@@ -21,8 +21,8 @@ from deployments.engines.tts import (
     make_engine,
     split_sentences,
 )
-from telephony.caller_voice import CallerVoice
 from telephony.codecs import int16_to_float, resample
+from telephony.sim.caller_voice import CallerVoice
 
 pytestmark = pytest.mark.models
 

@@ -1,4 +1,4 @@
-"""The bots one gateway replica serves (deployments/bot_registry.py), over a scripts folder
+"""The bots one gateway replica serves (deployments/gateway/bot_registry.py), over a scripts folder
 the test writes: the call's metadata picks the bot, a broken script is refused with its
 file:line while the others serve, a broken edit leaves the previous version serving, a
 good edit reaches new calls but not the calls already running, and FAQ answers come
@@ -17,7 +17,7 @@ import pytest
 
 from bots.script import TurnInput
 from configs.settings import Settings
-from deployments.bot_registry import BotRegistry
+from deployments.gateway.bot_registry import BotRegistry
 from telephony.media_fork import ForkMetadata
 from training.models.outputs import EmotionResult, IntentResult
 

@@ -6,8 +6,8 @@ import pytest
 
 from cluster.dialer.leads import Lead
 from cluster.dialer.scoring import registered_scorer
-from training.conversion import train_conversion
-from training.conversion_data import write_sample
+from training.conversion.data import write_sample
+from training.conversion.model import train_conversion
 from training.models.registry import ModelRegistry
 
 pytestmark = pytest.mark.unit

@@ -17,7 +17,7 @@ from telephony.esl import (
     encode_event,
     parse_event,
 )
-from telephony.esl_server import GOODBYE, ESLServer
+from telephony.sim.esl_server import GOODBYE, ESLServer
 
 pytestmark = pytest.mark.unit
 

@@ -18,11 +18,11 @@ from telephony import media_fork
 from telephony.call_control import CallControlError, OriginateRequest
 from telephony.call_data import Handover, HandoverTurn
 from telephony.call_fsm import CallPhase
-from telephony.channel_model import ChannelModel, GatewayModel
 from telephony.esl_controller import ESLController
-from telephony.fork_client import CallerTurn, SimulatedCall
 from telephony.media_fork import ForkMetadata
-from telephony.switch_sim import SimulatedSwitch, parse_variables
+from telephony.sim.channel_model import ChannelModel, GatewayModel
+from telephony.sim.fork_client import CallerTurn, SimulatedCall
+from telephony.sim.switch import SimulatedSwitch, parse_variables
 
 pytestmark = pytest.mark.unit
 

@@ -39,3 +39,19 @@ def test_no_test_fakes_inside_production_packages() -> None:
                  for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")
                  if (names := _test_code_in(p)) or p.stem in ("testing", "fakes")}
     assert not offenders, f"test fakes belong under tests/: {offenders}"
+
+
+def test_data_files_found_from_every_room() -> None:
+    """Modules find their data relative to their own file; a module moved to another
+    folder depth must still find it (the switch actor once looked in cluster/configs)."""
+    from cluster.actors.switch import OUTBOUND_SCENARIOS
+    from cluster.cli.bots import SHOP_DATA
+    from deployments.gateway.bot_registry import PROJECT
+    from telephony.sim.scenarios import DEFAULT_SCENARIOS
+    from training.emotion.default import DEFAULT_DOMAIN_DATA
+    from training.emotion.goemotions import DEFAULT_SAMPLE
+    from training.intent.default import _BOT_DATA
+
+    for path in (OUTBOUND_SCENARIOS, SHOP_DATA, DEFAULT_SCENARIOS, DEFAULT_DOMAIN_DATA,
+                 DEFAULT_SAMPLE, _BOT_DATA, PROJECT / "bots" / "scripts"):
+        assert path.exists(), path

@@ -1,4 +1,4 @@
-"""The gateway's own media port (deployments/media_server.py) over real sockets: routing,
+"""The gateway's own media port (deployments/gateway/media_server.py) over real sockets: routing,
 the fork subprotocol, frames both ways, a clear error for a busy port, and draining on
 shutdown without cutting the calls in progress."""
 
@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from deployments.media_server import MediaServer
+from deployments.gateway.media_server import MediaServer
 from telephony.media_fork import SUBPROTOCOL
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]

@@ -1,4 +1,4 @@
-"""The media-fork runner (deployments/media_ws.py `serve_media_fork`) over an in-process
+"""The media-fork runner (deployments/gateway/media_ws.py `serve_media_fork`) over an in-process
 fork socket, with a real bot script and call session and fake models: what FreeSWITCH's
 module sees. A fork that breaks the protocol is closed with a close code and a reason
 (and its call record says why), a malformed first frame is refused before any bot runs,
@@ -21,9 +21,9 @@ from websockets.exceptions import ConnectionClosed
 
 from bots.script import ScriptBot, load_script_text
 from configs.settings import GatewaySettings
-from deployments import media_ws
-from deployments.media_server import MediaServer
-from deployments.media_ws import serve_media_fork
+from deployments.gateway import media_ws
+from deployments.gateway.media_server import MediaServer
+from deployments.gateway.media_ws import serve_media_fork
 from telephony import media_fork
 from telephony.call_session import CallRecorder, TurnModels
 from tests.fakes.fork_socket import FakeForkSocket

@@ -116,7 +116,7 @@ def test_not_found_error_lists_versions_and_build_command(tmp_path: Path) -> Non
         registry.get("intent")
     message = str(empty.value)
     assert "no intent model is promoted" in message and "available versions: none" in message
-    assert f"python -m training.intent_default --registry {tmp_path}" in message
+    assert f"python -m training.intent.default --registry {tmp_path}" in message
 
     _build(registry)
     _build(registry)
@@ -128,4 +128,4 @@ def test_not_found_error_lists_versions_and_build_command(tmp_path: Path) -> Non
     with pytest.raises(ModelNotFoundError) as missing:
         registry.get("emotion", "v0007")
     assert "'v0007'" in str(missing.value)
-    assert "python -m training.emotion_default" in str(missing.value)
+    assert "python -m training.emotion.default" in str(missing.value)

@@ -24,7 +24,7 @@ from bots.script import (
     load_script,
 )
 from bots.script.fallback_nlu import FallbackIntentClassifier
-from training.intent_default import load_intent_examples
+from training.intent.default import load_intent_examples
 from training.models.outputs import EmotionResult
 
 pytestmark = pytest.mark.unit

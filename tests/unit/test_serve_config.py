@@ -15,7 +15,8 @@ from ray.serve import Application
 from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
 from ray.serve.schema import ServeDeploySchema
 
-from deployments.app import AppArgs, app_builder
+from deployments.app import app_builder
+from deployments.common import AppArgs
 
 pytestmark = pytest.mark.unit
 

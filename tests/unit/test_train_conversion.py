@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from training.conversion import ConversionModel, reliability_table, train_conversion
-from training.conversion_data import COLUMNS, generate_leads, write_sample
+from training.conversion.data import COLUMNS, generate_leads, write_sample
+from training.conversion.model import ConversionModel, reliability_table, train_conversion
 from training.errors import TrainingInputError
 from training.models.registry import ModelRegistry
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from training.intent_data import OOS_LABEL, IntentDataError, carve_splits, read_intent_file
+from training.intent.data import OOS_LABEL, IntentDataError, carve_splits, read_intent_file
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.intent_eval import (
+from training.intent.scoring import (
     decide,
     score_predictions,
     tune_oos_threshold,

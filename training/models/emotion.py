@@ -3,7 +3,7 @@
 Plain Python (no Ray): a deployment wraps `EmotionClassifier`. The text model is a
 logistic regression over mean-pooled, L2-normalised all-MiniLM-L6-v2 sentence embeddings
 (as sentence-transformers computes them); `SentenceEncoder` is shared with
-`training.emotion_default` so serving embeds exactly as training did.
+`training.emotion.default` so serving embeds exactly as training did.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Intent classification for caller utterances (plain Python; a deployment wraps it).
 
 A fine-tuned BERT-family sequence classifier from the model registry (see
-`training.intent_build`). Out of scope means: the model says ``oos``, or it is not
+`training.intent.build`). Out of scope means: the model says ``oos``, or it is not
 confident enough (top probability below the threshold), or nothing was said. The bot
 and the escalation policy act on `out_of_scope` rather than on the raw label.
 

@@ -58,8 +58,8 @@ REQUIRED_META_KEYS = ("base_model", "label_map", "metrics", "training_config", "
 
 #: how to build the default model of a kind (quoted in ModelNotFoundError messages).
 BUILD_COMMANDS = {
-    "intent": "python -m training.intent_default --registry {root}",
-    "emotion": "python -m training.emotion_default --registry {root}",
+    "intent": "python -m training.intent.default --registry {root}",
+    "emotion": "python -m training.emotion.default --registry {root}",
     "conversion": "callfleet train conversion --data LEADS.csv --out {root}",
 }
 

@@ -2,7 +2,7 @@
 `telephony.call_session`): do-not-call at once, tickets and callbacks into Redis,
 webhook messages out, A/B conversions counted. A transfer is not handled here: it ends
 the bot's part of the call and goes to FreeSWITCH (and so to the skill router) through
-the fork, see deployments/media_ws.py.
+the fork, see deployments/gateway/media_ws.py.
 
 A failing action is logged (without personal data) and the call goes on.
 """

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from training.intent_data import OOS_LABEL
+from training.intent.data import OOS_LABEL
 
 __all__ = [
     "decide",

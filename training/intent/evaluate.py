@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from training.errors import TrainingInputError
-from training.intent_data import LabelledTexts, carve_splits, read_intent_file
-from training.intent_eval import (
+from training.intent.data import LabelledTexts, carve_splits, read_intent_file
+from training.intent.scoring import (
     decide,
     score_predictions,
     write_confusion_png,

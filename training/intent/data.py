@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from training.errors import TrainingInputError
+
 __all__ = [
     "OOS_LABEL",
     "IntentDataError",
@@ -43,7 +45,7 @@ _CLINC_TRAIN = ("train", "oos_train")
 _CLINC_EVAL = ("val", "oos_val")
 
 
-class IntentDataError(ValueError):
+class IntentDataError(TrainingInputError):
     """A data file is not usable; the message names the file, the place and what was expected."""
 
 

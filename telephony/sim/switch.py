@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 
 from telephony import codecs
-from telephony.channel_model import ChannelModel, DialOutcome
-from telephony.esl_server import ESLServer
-from telephony.fork_client import CallReport, ForkControl, SimulatedCall, run_call
 from telephony.media_fork import ForkMetadata
+from telephony.sim.channel_model import ChannelModel, DialOutcome
+from telephony.sim.esl_server import ESLServer
+from telephony.sim.fork_client import CallReport, ForkControl, SimulatedCall, run_call
 from telephony.wav import read_wav, write_wav
 
 __all__ = ["CallerScript", "SimChannel", "SimulatedSwitch"]

@@ -7,7 +7,7 @@ network. This fine-tunes the 6-layer all-MiniLM-L6-v2 encoder (from the
 to report accuracy, and stores the result as a new registry version (promoted when none
 is promoted yet).
 
-    python -m training.intent_default --registry var/registry
+    python -m training.intent.default --registry var/registry
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ __all__ = [
 
 log = logging.getLogger("callfleet.training.intent")
 
-_BOT_DATA = Path(__file__).resolve().parent.parent / "bots" / "data"
+_BOT_DATA = Path(__file__).resolve().parents[2] / "bots" / "data"
 # one model serves every shipped bot: the inbound shop's and the outbound promotion's
 # intents together (shared names such as affirm, goodbye and oos merge their examples)
 DEFAULT_INTENT_DATA = (_BOT_DATA / "shop_intents.yaml", _BOT_DATA / "promo_intents.yaml")
@@ -200,9 +200,9 @@ def build_default_intent_model(
 def _train(
     model, tokenizer, texts, ids, config: IntentTrainingConfig, report: Progress
 ) -> list[float]:
-    """The shared loop (`training.intent_trainer.fine_tune`) with this build's settings:
+    """The shared loop (`training.intent.trainer.fine_tune`) with this build's settings:
     every epoch runs (no validation split; the hold-out is scored afterwards)."""
-    from training.intent_trainer import IntentTrainConfig, fine_tune, tokenize
+    from training.intent.trainer import IntentTrainConfig, fine_tune, tokenize
 
     shared = IntentTrainConfig(
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,

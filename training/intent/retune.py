@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from training.errors import TrainingInputError
-from training.intent_data import carve_splits, read_intent_file
-from training.intent_eval import decide, score_predictions, tune_oos_threshold
+from training.intent.data import carve_splits, read_intent_file
+from training.intent.scoring import decide, score_predictions, tune_oos_threshold
 from training.models.registry import META_FILE, ModelRegistry, VersionInfo, sha256_file
 
 __all__ = ["retune_threshold"]
@@ -33,7 +33,7 @@ def retune_threshold(
     promote: bool = False,
 ) -> VersionInfo:
     """Commit a copy of `version` whose ``oos_threshold`` is re-tuned; return it."""
-    from training.intent_evaluate import classifier_probs
+    from training.intent.evaluate import classifier_probs
     from training.models.intent import IntentClassifier
 
     started = time.perf_counter()

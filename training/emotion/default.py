@@ -13,7 +13,7 @@ pickle), with a note of the encoder; `training.models.emotion` embeds the same w
 Evaluation uses GoEmotions dev.tsv mapped like the training sample when it is available,
 else a stratified 15 % of the sample.
 
-    python -m training.emotion_default --registry var/registry
+    python -m training.emotion.default --registry var/registry
 """
 
 from __future__ import annotations
@@ -29,21 +29,21 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from training.models.registry import ModelRegistry, VersionInfo, sha256_file
-from training.sample_goemotions import (
+from training.emotion.goemotions import (
     DEFAULT_SAMPLE,
     EMOTION_CLASSES,
     default_goemotions_dir,
     read_goemotions,
     read_sample,
 )
+from training.models.registry import ModelRegistry, VersionInfo, sha256_file
 
 __all__ = ["DEFAULT_EMOTION_DATA", "build_default_emotion_model", "load_domain_examples"]
 
 log = logging.getLogger("callfleet.training.emotion")
 
 DEFAULT_EMOTION_DATA = DEFAULT_SAMPLE
-DEFAULT_DOMAIN_DATA = Path(__file__).resolve().parent.parent / "bots" / "data" / "shop_intents.yaml"
+DEFAULT_DOMAIN_DATA = Path(__file__).resolve().parents[2] / "bots" / "data" / "shop_intents.yaml"
 #: intents whose utterances are calm requests, used as in-domain neutral examples
 NEUTRAL_INTENTS = (
     "order_status",
@@ -78,7 +78,7 @@ def build_default_emotion_model(
     only), commit to `registry` and return the version.
 
     `rows` replaces the rows read from `data_path` (which is then only hashed into the
-    metadata): `training.emotion_train` passes a balanced draw from the full GoEmotions
+    metadata): `training.emotion.train` passes a balanced draw from the full GoEmotions
     train.tsv this way. `eval_path` defaults to GoEmotions ``dev.tsv`` (see
     `default_goemotions_dir`). The new version is promoted when `promote` is set or no
     emotion version is promoted yet.

@@ -4,7 +4,7 @@
 annotation through Serve's class-based ingress, or it treats `ws` as a query parameter.)
 
 Media forks speak drachtio mod_audio_fork (see telephony/media_fork.py) and arrive on
-the replica's own media port (`gateway.media_port`, deployments/media_server.py: no
+the replica's own media port (`gateway.media_port`, deployments/gateway/media_server.py: no
 proxy hop per audio frame) or through Serve's HTTP route `/media/{call_uuid}`. Each
 websocket is one `CallSession` running as tasks on this replica, calling the model
 deployments through their handles.
@@ -21,13 +21,13 @@ from ray.serve.handle import DeploymentHandle
 
 from cluster.records.call_state import RedisCallRecorder
 from cluster.records.webhooks import WebhookSender
-from deployments.bot_actions import FloorActions
-from deployments.bot_registry import BotRegistry
 from deployments.common import settings_from
 from deployments.engines.tts import split_sentences
-from deployments.media_server import MediaServer
-from deployments.media_ws import ForkSocket, StarletteForkSocket, serve_media_fork
-from deployments.metrics import MeteredRecorder
+from deployments.gateway.bot_actions import FloorActions
+from deployments.gateway.bot_registry import BotRegistry
+from deployments.gateway.media_server import MediaServer
+from deployments.gateway.media_ws import ForkSocket, StarletteForkSocket, serve_media_fork
+from deployments.gateway.metrics import MeteredRecorder
 from deployments.tts import FIRST_SENTENCE, READ_AHEAD
 from training.models.outputs import EmotionInput, EmotionResult, IntentResult, Transcript
 

@@ -3,7 +3,7 @@ the call session. A bad peer gets its own connection closed with a reason; nothi
 sends can reach another call.
 
 The same code runs whichever server accepted the socket: Serve's HTTP route (Starlette,
-through the Serve proxy) or the gateway's own media port (`deployments/media_server.py`,
+through the Serve proxy) or the gateway's own media port (`deployments/gateway/media_server.py`,
 the `websockets` library, no proxy hop). Each gives it a `ForkSocket`.
 """
 

@@ -4,7 +4,7 @@ Through Serve's HTTP route every 20 ms audio frame crosses the Serve proxy and a
 into the replica; at 8 calls (400 frames a second) the proxy alone used about half of one
 of this machine's two cores (docs/benchmarks.md). Here the replica accepts the websocket
 itself (the `websockets` library on the replica's event loop) and hands it to the same
-fork runner as the HTTP route (`deployments/media_ws.py`). Several gateway replicas on one
+fork runner as the HTTP route (`deployments/gateway/media_ws.py`). Several gateway replicas on one
 node share the port (SO_REUSEPORT: the kernel spreads new connections over them).
 """
 
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from deployments.media_ws import ForkSocket, PeerGone, offered_subprotocols
+from deployments.gateway.media_ws import ForkSocket, PeerGone, offered_subprotocols
 from telephony import media_fork
 
 log = logging.getLogger("callfleet.media")

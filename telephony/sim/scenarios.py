@@ -13,10 +13,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from telephony import codecs
-from telephony.fork_client import CallerTurn, SimulatedCall
 from telephony.media_fork import ForkMetadata
+from telephony.sim.fork_client import CallerTurn, SimulatedCall
 
-DEFAULT_SCENARIOS = Path(__file__).resolve().parents[1] / "configs" / "scenarios" / "default.yaml"
+DEFAULT_SCENARIOS = Path(__file__).resolve().parents[2] / "configs" / "scenarios" / "default.yaml"
 
 
 class Line(BaseModel):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from training.intent_config import IntentTrainConfig
+from training.intent.config import IntentTrainConfig
 
 __all__ = [
     "FitResult",

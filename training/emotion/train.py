@@ -1,10 +1,10 @@
 """`callfleet train emotion` / `callfleet eval emotion` on GoEmotions.
 
 Training draws a balanced, seeded sample from the full GoEmotions ``train.tsv`` mapped to
-anger / neutral / positive (`training.sample_goemotions` says which emotions map where and
+anger / neutral / positive (`training.emotion.goemotions` says which emotions map where and
 why ambiguous rows are dropped), adds the shop bot's in-domain phrases, and fits the same
 frozen-MiniLM + logistic-regression head as the default build
-(`training.emotion_default`), so the emotion deployment loads it unchanged. Macro-F1 on
+(`training.emotion.default`), so the emotion deployment loads it unchanged. Macro-F1 on
 GoEmotions ``dev.tsv`` (mapped the same way) goes into the version's metrics.
 """
 
@@ -17,9 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from training.emotion.goemotions import EMOTION_CLASSES, read_goemotions, read_sample, sample_rows
 from training.errors import TrainingInputError
 from training.models.registry import ModelRegistry, VersionInfo
-from training.sample_goemotions import EMOTION_CLASSES, read_goemotions, read_sample, sample_rows
 
 __all__ = ["evaluate_emotion", "read_emotion_rows", "train_emotion"]
 
@@ -56,7 +56,7 @@ def train_emotion(
     progress: Progress | None = None,
 ) -> VersionInfo:
     """Train on a balanced draw of `per_class` rows per class (0 = every row)."""
-    from training.emotion_default import build_default_emotion_model
+    from training.emotion.default import build_default_emotion_model
 
     data_path = Path(data_path)
     rows = read_emotion_rows(data_path)
@@ -77,7 +77,7 @@ def evaluate_emotion(
     """Text-only macro-F1 / accuracy / per-class report of an emotion version."""
     from sklearn.metrics import accuracy_score, f1_score
 
-    from training.intent_eval import write_per_class_report
+    from training.intent.scoring import write_per_class_report
     from training.models.emotion import EmotionClassifier
 
     started = time.perf_counter()

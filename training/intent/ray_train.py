@@ -4,7 +4,7 @@ The driver (`fit_on_ray`) joins a Ray cluster — ``--ray-address``, else ``RAY_
 (set by ``ray job submit``), else a private local instance — and starts a
 ``TorchTrainer`` with N CPU workers talking gloo. Each worker loads the base model,
 wraps it in DistributedDataParallel (`ray.train.torch.prepare_model`), trains on its
-share of the batches with the same `training.intent_trainer.fine_tune` loop as the
+share of the batches with the same `training.intent.trainer.fine_tune` loop as the
 in-process path, and reports each epoch's metrics. Rank 0 saves the best weights as the
 final checkpoint; the driver loads them back and publishes the version as usual.
 
@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from training.intent_config import IntentTrainConfig
-from training.intent_data import LabelledTexts
-from training.intent_trainer import FitResult
+from training.intent.config import IntentTrainConfig
+from training.intent.data import LabelledTexts
+from training.intent.trainer import FitResult
 
 __all__ = ["fit_on_ray"]
 
@@ -96,7 +96,7 @@ def _train_worker(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
     import torch
 
-    from training.intent_trainer import Shard, fine_tune, seed_everything, tokenize
+    from training.intent.trainer import Shard, fine_tune, seed_everything, tokenize
     from training.models.intent_head import load_base_classifier
     from training.models.loading import quiet_transformers
 

@@ -5,7 +5,7 @@ jambonz bidirectional module (binary frames, marks, killAudio) or the drachtio m
 (playAudio), and records what happened with timings.
 
 Used by the demo, the integration tests and the latency benchmark, on its own (a fork
-with nobody behind it) or inside the simulated switch (`telephony.switch_sim`), which
+with nobody behind it) or inside the simulated switch (`telephony.sim.switch`), which
 passes `ForkHooks` so that the module's custom events reach the ESL controller and
 ``playAudio`` files are played only when the controller says ``uuid_broadcast``, as with
 the real module.

@@ -20,7 +20,7 @@ from configs.settings import Settings
 
 log = logging.getLogger("callfleet.bots")
 
-PROJECT = Path(__file__).resolve().parents[1]
+PROJECT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {"find_order": find_order}
 
 

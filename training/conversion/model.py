@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from training.conversion_data import CATEGORIES, NUMERIC
+from training.conversion.data import CATEGORIES, NUMERIC
 from training.errors import TrainingInputError
 from training.models.registry import ModelRegistry, VersionInfo, sha256_file
 
@@ -193,7 +193,7 @@ def train_conversion(
 class ConversionModel:
     """A loaded conversion version: `predict(lead)` is the probability the lead converts.
 
-    `lead` is a mapping with the feature names of `training.conversion_data` (extra keys
+    `lead` is a mapping with the feature names of `training.conversion.data` (extra keys
     such as the phone number are ignored and never logged; missing ones count as unknown).
     """
 

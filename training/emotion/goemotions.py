@@ -9,7 +9,7 @@ or with labels in two classes are dropped as ambiguous. The sample takes the sam
 of rows from each class (equal-allocation stratified sampling, fixed seed), so the rare
 anger class is as well covered as the others.
 
-    python -m training.sample_goemotions --source /path/to/goemotions/train.tsv
+    python -m training.emotion.goemotions --source /path/to/goemotions/train.tsv
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ CLASS_OF = {
     "neutral": "neutral",
 }
 
-DEFAULT_SAMPLE = Path(__file__).resolve().parent / "data" / "goemotions_sample.tsv"
+DEFAULT_SAMPLE = Path(__file__).resolve().parents[1] / "data" / "goemotions_sample.tsv"
 PER_CLASS = 1334  # 3 x 1334 = 4002 rows, about 290 kB
 SEED = 0
 
@@ -61,7 +61,7 @@ SEED = 0
 def default_goemotions_dir() -> Path:
     """Where the GoEmotions TSVs live: ``$GOEMOTIONS_DIR``, else the shared datasets folder
     beside this repository (``../shared/datasets/goemotions``)."""
-    beside_repo = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "goemotions"
+    beside_repo = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "goemotions"
     return Path(os.environ.get("GOEMOTIONS_DIR", beside_repo))
 
 

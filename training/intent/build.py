@@ -1,6 +1,6 @@
 """`callfleet train intent`: fine-tune an encoder on a data file and publish a registry version.
 
-Steps: read the file (`training.intent_data`), carve stratified seeded splits (train /
+Steps: read the file (`training.intent.data`), carve stratified seeded splits (train /
 validation / held-out), fine-tune in-process or on Ray Train workers (`--workers`), keep
 the best validation epoch, tune the out-of-scope threshold on the validation split, score
 the held-out split (and the file's own evaluation split, e.g. CLINC150 ``val``), and
@@ -20,10 +20,10 @@ from typing import Any
 
 import torch
 
-from training.intent_config import IntentTrainConfig
-from training.intent_data import IntentDataError, LabelledTexts, carve_splits, read_intent_file
-from training.intent_eval import decide, score_predictions, tune_oos_threshold
-from training.intent_trainer import FitResult, predict_proba, seed_everything, tokenize
+from training.intent.config import IntentTrainConfig
+from training.intent.data import IntentDataError, LabelledTexts, carve_splits, read_intent_file
+from training.intent.scoring import decide, score_predictions, tune_oos_threshold
+from training.intent.trainer import FitResult, predict_proba, seed_everything, tokenize
 from training.models.intent_head import load_base_classifier
 from training.models.loading import torch_threads
 from training.models.registry import ModelRegistry, VersionInfo, sha256_file
@@ -103,7 +103,7 @@ def train_intent(
 
         train_tok, val_tok = rows(train_rows), rows(val_rows)
         if options.workers:
-            from training.intent_ray import fit_on_ray
+            from training.intent.ray_train import fit_on_ray
 
             fit, model = fit_on_ray(options, config, labels, train_rows, val_rows, report)
         else:
@@ -151,7 +151,7 @@ def train_intent(
 
 
 def _fit_local(model, tokenizer, train_tok, val_tok, config, report) -> FitResult:
-    from training.intent_trainer import fine_tune
+    from training.intent.trainer import fine_tune
 
     return fine_tune(model, tokenizer, train_tok, val_tok if len(val_tok) else None, config, report)
 

@@ -1,0 +1,1 @@
+"""deployments.gateway.ingress"""
