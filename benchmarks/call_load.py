@@ -43,7 +43,7 @@ def run_level(settings, info, scenarios, voice, n: int, stagger_s: float, via: s
               rounds: int = 1) -> dict:
     """`rounds` runs of n concurrent calls, one after the other, their turns pooled (a
     level of 8 calls gives ~19 turns a round: too few for a steady p95 from one)."""
-    results, call_ids, wall, cpu = [], [], 0.0, []
+    results, call_uuids, wall, cpu = [], [], 0.0, []
     for _ in range(rounds):
         plan = [(scenarios[i % len(scenarios)], build_call(scenarios[i % len(scenarios)], voice))
                 for i in range(n)]
@@ -58,18 +58,18 @@ def run_level(settings, info, scenarios, voice, n: int, stagger_s: float, via: s
         cpu.append(psutil.cpu_percent(None))
         wall += time.monotonic() - started
         results += got
-        call_ids += [call.meta.call_id for _, call in plan]
+        call_uuids += [call.meta.call_uuid for _, call in plan]
     out = summarize(results, wall)
     answered = out["turns_answered"]
     out["share_over_1_5_s"] = round(out["turns_over_1_5_s"] / answered, 3) if answered else None
     out["cpu_percent"] = round(sum(cpu) / len(cpu), 1)
     out["concurrent_calls"] = n
     out["rounds"] = rounds
-    out["stages_ms"] = asyncio.run(stage_times(info, call_ids))
+    out["stages_ms"] = asyncio.run(stage_times(info, call_uuids))
     return out
 
 
-async def stage_times(info, call_ids: list[str]) -> dict[str, dict[str, float]]:
+async def stage_times(info, call_uuids: list[str]) -> dict[str, dict[str, float]]:
     """p50/p95 of each turn stage of these calls, from their records in Redis. Each stage is
     measured from the endpoint (the gateway deciding the caller has finished), cumulative:
     queued → ASR done → intent+emotion done → bot decided → first audio out."""
@@ -78,8 +78,8 @@ async def stage_times(info, call_ids: list[str]) -> dict[str, dict[str, float]]:
     recorder = RedisCallRecorder(info.redis_url)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     try:
-        for call_id in call_ids:
-            record = await recorder.get_call(call_id) or {}
+        for call_uuid in call_uuids:
+            record = await recorder.get_call(call_uuid) or {}
             for turn in record.get("turns", []):
                 for stage, value in (turn.get("timing") or {}).items():
                     if stage in samples and value is not None:

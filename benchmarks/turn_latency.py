@@ -52,7 +52,7 @@ def make_calls(voice, n: int, turns: int, rate: int) -> list[SimulatedCall]:
             if rate == 8000:
                 pcm = codecs.phone_line(pcm, 16000)
             call_turns.append(CallerTurn(trim_silence(pcm, rate), text))
-        meta = ForkMetadata(call_id=str(uuid.uuid4()), sample_rate=rate, direction="inbound")
+        meta = ForkMetadata(call_uuid=str(uuid.uuid4()), sample_rate=rate, direction="inbound")
         calls.append(SimulatedCall(meta, call_turns, max_wait_s=30, hangup_after_s=1.0))
     return calls
 
@@ -62,7 +62,7 @@ async def run_level(info, rounds: list[list[SimulatedCall]]) -> dict:
     reports = []
     for calls in rounds:
         reports += await asyncio.gather(
-            *(run_call(f"{info.media_url}/{c.meta.call_id}", c) for c in calls)
+            *(run_call(f"{info.media_url}/{c.meta.call_uuid}", c) for c in calls)
         )
     wall = time.monotonic() - started
     calls = [c for r in rounds for c in r]
@@ -71,7 +71,7 @@ async def run_level(info, rounds: list[list[SimulatedCall]]) -> dict:
     stages: dict[str, list[float]] = {"asr_ms": [], "nlu_ms": [], "bot_ms": [], "first_audio_ms": []}
     try:
         for c in calls:
-            record = await recorder.get_call(c.meta.call_id) or {}
+            record = await recorder.get_call(c.meta.call_uuid) or {}
             for turn in record.get("turns", []):
                 for key in stages:
                     value = turn["timing"].get(key)

@@ -22,6 +22,8 @@ import re
 from typing import Any
 
 import httpx
+import uvicorn
+from fastapi import FastAPI, HTTPException
 
 __all__ = ["DEMO_ORDERS", "asgi_client", "create_app", "find_order", "serve"]
 
@@ -62,7 +64,6 @@ def find_order(order_id: str) -> dict[str, Any] | None:
 
 def create_app(delay_s: float = 0.0):
     """The FastAPI app; `delay_s` slows every order answer (to demo lookup timeouts)."""
-    from fastapi import FastAPI, HTTPException
 
     app = FastAPI(title="CallFleet demo order service", version="1")
 
@@ -90,7 +91,6 @@ def asgi_client(delay_s: float = 0.0, base_url: str = "http://orders.demo") -> h
 
 def serve(host: str = "127.0.0.1", port: int = DEFAULT_PORT, delay_s: float = 0.0) -> None:
     """Run the service in the foreground until interrupted."""
-    import uvicorn
 
     log.info("demo order service on http://%s:%s", host, port)
     uvicorn.run(create_app(delay_s), host=host, port=port, log_level="warning")

@@ -8,6 +8,7 @@ config fails at start with every problem listed, not just the first.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any, Literal
@@ -270,7 +271,6 @@ def settings_doc(settings: Settings) -> dict[str, Any]:
             return str(value)
         return value
 
-    import json
 
     return json.loads(json.dumps(reveal(settings), default=str))
 

@@ -20,7 +20,7 @@ def pick_device(replica: ReplicaSettings) -> str:
     if replica.num_gpus <= 0:
         return "cpu"
     try:
-        import torch
+        import torch  # optional: clear error if missing
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     except ImportError:

@@ -23,6 +23,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
+from configs.settings import load_settings
 from deployments.common import apply_batching, pick_device, settings_from
 from training.models.intent import IntentClassifier, ShadowAgreement
 from training.models.outputs import IntentResult
@@ -167,7 +168,6 @@ def intent_app(args: dict[str, Any]):
     """``import_path: deployments.intent:intent_app`` — an intent-only Serve app (e.g. a
     stand-alone NLU service, or a test). Deployed from a config file, only ``user_config``
     changes between deploys are applied in place by `IntentDeployment.reconfigure`."""
-    from configs.settings import load_settings
 
     parsed = IntentAppArgs.model_validate(args)
     settings = load_settings(parsed.config, **parsed.overrides)

@@ -60,10 +60,10 @@ class CallRecorder(Protocol):
     async def call_started(self, meta: media_fork.ForkMetadata) -> ResumedCall | None:
         """Register the call; what is stored of it when it is resuming, else None."""
 
-    async def turn(self, call_id: str, turn: TurnRecord, state: DialogState) -> None:
+    async def turn(self, call_uuid: str, turn: TurnRecord, state: DialogState) -> None:
         """One turn, and the dialog state after it."""
 
-    async def call_ended(self, call_id: str, outcome: CallOutcome) -> None: ...
+    async def call_ended(self, call_uuid: str, outcome: CallOutcome) -> None: ...
 
 
 class CallSession:
@@ -93,7 +93,7 @@ class CallSession:
         self.endpointer = Endpointer(meta.sample_rate, settings.vad)
         self.baseline = ProsodyBaseline()
         extra = meta.extra or {}
-        self.state = bot.new_state(call_id=meta.call_id, customer=meta.customer,
+        self.state = bot.new_state(call_uuid=meta.call_uuid, customer=meta.customer,
                                    campaign=meta.campaign, direction=meta.direction,
                                    variant=extra.get("variant"))
         self.outcome = CallOutcome()
@@ -131,7 +131,7 @@ class CallSession:
         self.outcome.turns = self.state.turns
         self.outcome.heard = tuple(self.playback.heard)
         self.outcome.cut = tuple(self.playback.cut)
-        await self.recorder.call_ended(self.meta.call_id, self.outcome)
+        await self.recorder.call_ended(self.meta.call_uuid, self.outcome)
         return self.outcome
 
     # ---- input from the fork ---------------------------------------------------------
@@ -164,7 +164,7 @@ class CallSession:
         self._generation += 1
         self.outcome.barge_ins += 1
         await self.playback.barge_in()
-        log.info("barge-in", extra={"call_id": self.meta.call_id})
+        log.info("barge-in", extra={"call_uuid": self.meta.call_uuid})
 
     async def _turns(self) -> None:
         while True:
@@ -186,7 +186,7 @@ class CallSession:
             except asyncio.CancelledError:
                 raise
             except Exception:  # a failed turn must not end the call
-                log.exception("turn failed", extra={"call_id": self.meta.call_id})
+                log.exception("turn failed", extra={"call_uuid": self.meta.call_uuid})
                 with contextlib.suppress(Exception):
                     await self._say(BotTurn(segments=(Say(_SORRY),)))
 
@@ -239,7 +239,7 @@ class CallSession:
 
     async def _record(self, turn: TurnRecord) -> None:
         self.turns.append(turn)
-        await self.recorder.turn(self.meta.call_id, turn, self.state)
+        await self.recorder.turn(self.meta.call_uuid, turn, self.state)
 
     async def _done_with(self, reply: BotTurn) -> None:
         """Carry out the turn's side effects; end the bot's part when the script says so

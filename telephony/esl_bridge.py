@@ -117,8 +117,8 @@ class GreenswitchLink:
     # -- gevent thread --------------------------------------------------------------
 
     def _run(self) -> None:
-        import gevent
-        from gevent.event import Event
+        import gevent  # heavy: loads gevent
+        from gevent.event import Event  # heavy: loads gevent
 
         wake_event = Event()
         watcher = gevent.get_hub().loop.async_()
@@ -143,8 +143,11 @@ class GreenswitchLink:
     def _session(self, wake_event) -> str:
         """Connect, authenticate, subscribe, then run commands until the link drops.
         Returns why it ended."""
-        import gevent
-        from greenswitch.esl import InboundESL, NotConnectedError
+        import gevent  # heavy: loads gevent
+        from greenswitch.esl import (  # heavy: loads greenswitch
+            InboundESL,
+            NotConnectedError,
+        )
 
         s = self.settings
         conn = InboundESL(s.host, s.port, s.password, timeout=s.connect_timeout_s)

@@ -44,7 +44,7 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
-_CALL_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_CALL_UUID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 
 class ProtocolError(Exception):
@@ -63,11 +63,13 @@ class ProtocolError(Exception):
 class ForkMetadata:
     """The metadata text frame that opens a fork.
 
-    Field names follow jambonz (`callId`/`callSid`, `sampleRate`, `from`, `to`,
-    `direction`, `mixType`); CallFleet adds `campaign`, `playback` and `customer`.
+    Field names on the wire follow jambonz (`callId`/`callSid`, `sampleRate`, `from`,
+    `to`, `direction`, `mixType`); CallFleet adds `campaign`, `playback` and `customer`.
+    The wire's `callId` (the FreeSWITCH A-leg channel UUID) is `call_uuid` here, the name
+    the rest of CallFleet uses; only `to_json` and `parse_metadata` know the wire name.
     """
 
-    call_id: str
+    call_uuid: str
     sample_rate: int
     caller: str | None = None
     callee: str | None = None
@@ -79,7 +81,7 @@ class ForkMetadata:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        doc: dict[str, Any] = {"callId": self.call_id, "sampleRate": self.sample_rate}
+        doc: dict[str, Any] = {"callId": self.call_uuid, "sampleRate": self.sample_rate}
         for key, value in (
             ("from", self.caller),
             ("to", self.callee),
@@ -101,7 +103,7 @@ _KNOWN = {"callId", "callSid", "sampleRate", "from", "to", "direction", "campaig
 
 
 def parse_metadata(
-    text: str | bytes, url_call_id: str | None = None, max_bytes: int = MAX_METADATA_BYTES
+    text: str | bytes, url_call_uuid: str | None = None, max_bytes: int = MAX_METADATA_BYTES
 ) -> ForkMetadata:
     """Validate the first text frame. Raises ProtocolError with the close code to use."""
     raw = text.encode() if isinstance(text, str) else text
@@ -118,10 +120,10 @@ def parse_metadata(
         raise ProtocolError("metadata must be a JSON object", CLOSE_INVALID_PAYLOAD)
 
     problems: list[str] = []
-    call_id = doc.get("callId", doc.get("callSid", url_call_id))
-    if not isinstance(call_id, str) or not _CALL_ID.match(call_id):
+    call_uuid = doc.get("callId", doc.get("callSid", url_call_uuid))
+    if not isinstance(call_uuid, str) or not _CALL_UUID.match(call_uuid):
         problems.append("callId missing or not an id")
-    elif url_call_id is not None and call_id != url_call_id:
+    elif url_call_uuid is not None and call_uuid != url_call_uuid:
         problems.append("callId differs from the URL's call uuid")
     rate = doc.get("sampleRate")
     # an int, not a bool (True == 1) nor a float (8000.0 == 8000 breaks frame arithmetic)
@@ -145,7 +147,7 @@ def parse_metadata(
     if problems:
         raise ProtocolError("bad metadata: " + "; ".join(problems), CLOSE_POLICY)
     return ForkMetadata(
-        call_id=call_id,
+        call_uuid=call_uuid,
         sample_rate=rate,
         caller=doc.get("from"),
         callee=doc.get("to"),

@@ -65,7 +65,7 @@ def _decode_other(path: Path) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(path)
     try:
-        from faster_whisper import decode_audio
+        from faster_whisper import decode_audio  # optional: clear error if missing
     except ImportError as exc:  # pragma: no cover - faster-whisper is a core dependency
         raise RuntimeError(
             f"{path.name} is not a PCM WAV file; decoding it needs faster-whisper "

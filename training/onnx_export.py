@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from training.models.loading import quiet_transformers
+
 __all__ = ["ONNX_FILE", "TOLERANCE", "OnnxMismatchError", "export_intent_onnx"]
 
 log = logging.getLogger("callfleet.training.onnx")
@@ -45,16 +47,15 @@ def export_intent_onnx(
 ) -> dict[str, Any]:
     """Write ``folder/model.onnx`` from the transformers model in `folder`; return metrics
     (``onnx_max_abs_diff``, ``onnx_opset``, ``onnx_export_seconds``) for meta.json."""
-    import torch
+    import torch  # heavy: loads torch
 
-    from training.models.loading import quiet_transformers
 
     folder = Path(folder)
     started = time.perf_counter()
     with quiet_transformers():
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # after the offline switches above
 
-        from training.models.intent_head import load_classifier
+        from training.models.intent_head import load_classifier  # after the offline switches above
 
         tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         model = load_classifier(folder)
@@ -109,8 +110,8 @@ def _input_names(tokenizer) -> list[str]:
 def _max_abs_diff(model, tokenizer, onnx_path: Path, names: list[str], texts: list[str], max_length: int
                   ) -> float:
     """Largest |torch - onnxruntime| over single rows and padded batches of `texts`."""
-    import onnxruntime as ort
-    import torch
+    import onnxruntime as ort  # heavy: loads onnxruntime
+    import torch  # heavy: loads torch
 
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     batches = [texts[:1], texts[:8], texts]

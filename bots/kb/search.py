@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, Field
 
+from bots.kb import encoder as kb_encoder
 from bots.kb.articles import (
     Article,
     KnowledgeBaseError,
@@ -100,9 +101,8 @@ class KnowledgeBase:
         if kb_settings.mode == "bm25":
             return kb
         try:
-            from bots.kb.encoder import SentenceEncoder
 
-            encoder = SentenceEncoder(
+            encoder = kb_encoder.SentenceEncoder(  # looked up on the module: tests swap it
                 kb_settings.encoder_path, cpu_threads=kb_settings.cpu_threads,
                 max_tokens=kb_settings.encoder_max_tokens,
                 batch_size=kb_settings.encoder_batch_size,

@@ -72,13 +72,13 @@ class ScriptBot:
 
     # ---- the API the call session uses ----------------------------------------------------
 
-    def new_state(self, *, call_id: str = "", customer: Mapping[str, Any] | None = None,
+    def new_state(self, *, call_uuid: str = "", customer: Mapping[str, Any] | None = None,
                   campaign: str | None = None, direction: str | None = None,
                   variant: str | None = None) -> DialogState:
-        """A fresh state for a call; picks the A/B variant from the call id unless given."""
+        """A fresh state for a call; picks the A/B variant from the call uuid unless given."""
         spec = self.spec
         if spec.variants and variant is None:
-            variant = choose_variant(call_id, {k: v.weight for k, v in spec.variants.items()},
+            variant = choose_variant(call_uuid, {k: v.weight for k, v in spec.variants.items()},
                                      salt=spec.bot)
         if variant is not None and variant not in spec.variants:
             raise ValueError(f"bot {spec.bot} has no variant '{variant}' "
@@ -88,7 +88,7 @@ class ScriptBot:
             variables.update(copy.deepcopy(spec.variants[variant].set))
         return DialogState(script=spec.bot, script_version=self.script.sha, variables=variables,
                            customer=dict(customer or {}), variant=variant,
-                           call={"id": call_id, "campaign": campaign, "direction": direction})
+                           call={"id": call_uuid, "campaign": campaign, "direction": direction})
 
     async def start(self, state: DialogState) -> BotTurn:
         """The bot's opening. On a state that already started (a resumed call) it repeats

@@ -44,10 +44,13 @@ class _TfidfModel:
     """TF-IDF over word 1-2-grams and character 2-5-grams, then a logistic-loss linear model."""
 
     def __init__(self, examples: dict[str, list[str]]) -> None:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import SGDClassifier
-        from sklearn.pipeline import make_pipeline, make_union
+        from sklearn.exceptions import ConvergenceWarning  # heavy: loads sklearn
+        from sklearn.feature_extraction.text import TfidfVectorizer  # heavy: loads sklearn
+        from sklearn.linear_model import SGDClassifier  # heavy: loads sklearn
+        from sklearn.pipeline import (  # heavy: loads sklearn
+            make_pipeline,
+            make_union,
+        )
 
         if len(examples) < 2:
             raise ValueError("a fallback classifier needs utterances of at least two labels")

@@ -37,7 +37,7 @@ class DialogState:
     seq: int = 0
 
     @property
-    def call_id(self) -> str:
+    def call_uuid(self) -> str:
         return str(self.call.get("id") or "")
 
     def to_dict(self) -> dict[str, Any]:

@@ -20,13 +20,13 @@ from typing import Protocol
 __all__ = ["ConversionCounter", "InMemoryConversionCounter", "VariantStats", "choose_variant"]
 
 
-def choose_variant(call_id: str, weights: Mapping[str, float], salt: str = "") -> str:
-    """The variant for `call_id`: sha256(salt, call id) mapped onto the cumulative weights
+def choose_variant(call_uuid: str, weights: Mapping[str, float], salt: str = "") -> str:
+    """The variant for `call_uuid`: sha256(salt, call uuid) mapped onto the cumulative weights
     (names sorted, so the order they are written in does not matter)."""
     items = sorted((name, float(w)) for name, w in weights.items() if w > 0)
     if not items:
         raise ValueError("choose_variant needs at least one variant with a positive weight")
-    digest = hashlib.sha256(f"{salt}\x00{call_id}".encode()).digest()
+    digest = hashlib.sha256(f"{salt}\x00{call_uuid}".encode()).digest()
     point = int.from_bytes(digest[:8], "big") / 2**64 * sum(w for _, w in items)
     for name, weight in items:
         if point < weight:
@@ -51,8 +51,8 @@ class VariantStats:
 class ConversionCounter(Protocol):
     """Per-campaign, per-variant call and conversion counts; each call counts once."""
 
-    async def record_call(self, campaign: str, variant: str, call_id: str) -> bool: ...
-    async def record_conversion(self, campaign: str, variant: str, call_id: str) -> bool: ...
+    async def record_call(self, campaign: str, variant: str, call_uuid: str) -> bool: ...
+    async def record_conversion(self, campaign: str, variant: str, call_uuid: str) -> bool: ...
     async def report(self, campaign: str) -> dict[str, VariantStats]: ...
 
 
@@ -64,18 +64,18 @@ class InMemoryConversionCounter:
         self._conversions: dict[tuple[str, str], set[str]] = {}
 
     @staticmethod
-    def _add(table: dict[tuple[str, str], set[str]], key: tuple[str, str], call_id: str) -> bool:
+    def _add(table: dict[tuple[str, str], set[str]], key: tuple[str, str], call_uuid: str) -> bool:
         seen = table.setdefault(key, set())
-        if call_id in seen:
+        if call_uuid in seen:
             return False
-        seen.add(call_id)
+        seen.add(call_uuid)
         return True
 
-    async def record_call(self, campaign: str, variant: str, call_id: str) -> bool:
-        return self._add(self._calls, (campaign, variant), call_id)
+    async def record_call(self, campaign: str, variant: str, call_uuid: str) -> bool:
+        return self._add(self._calls, (campaign, variant), call_uuid)
 
-    async def record_conversion(self, campaign: str, variant: str, call_id: str) -> bool:
-        return self._add(self._conversions, (campaign, variant), call_id)
+    async def record_conversion(self, campaign: str, variant: str, call_uuid: str) -> bool:
+        return self._add(self._conversions, (campaign, variant), call_uuid)
 
     async def report(self, campaign: str) -> dict[str, VariantStats]:
         variants = {v for c, v in self._calls | self._conversions if c == campaign}

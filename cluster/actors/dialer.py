@@ -85,24 +85,24 @@ class DialerHandle:
         self.actor = actor
 
     def status(self, timeout: float = 30.0) -> dict[str, Any]:
-        import ray
+        import ray  # heavy: loads ray
 
         return ray.get(self.actor.status.remote(), timeout=timeout)
 
     def call_ended(self, call_uuid: str, cause: str = "NORMAL_CLEARING",
                    escalated: bool = False, timeout: float = 30.0) -> bool:
-        import ray
+        import ray  # heavy: loads ray
 
         return ray.get(self.actor.call_ended.remote(call_uuid, cause, escalated), timeout=timeout)
 
     def tick_now(self, timeout: float = 60.0) -> dict[str, int]:
-        import ray
+        import ray  # heavy: loads ray
 
         return ray.get(self.actor.tick_now.remote(), timeout=timeout)
 
     def shutdown(self, timeout: float = 60.0) -> None:
         """Stop dialling cleanly and remove the actor (it is not restarted)."""
-        import ray
+        import ray  # heavy: loads ray
 
         ray.get(self.actor.shutdown.remote(), timeout=timeout)
         ray.kill(self.actor, no_restart=True)
@@ -114,7 +114,7 @@ def start_dialer(redis_url: str, call_control_factory: Callable[[], CallControl]
                  settings: DialerSettings | None = None) -> DialerHandle:
     """The running dialer actor, started if there is none (Ray must be initialised).
     If one runs already it is returned as it is, whatever the arguments."""
-    import ray
+    import ray  # heavy: loads ray
 
     settings = settings or DialerSettings()
     actor = ray.remote(DialerService).options(
@@ -128,7 +128,7 @@ def start_dialer(redis_url: str, call_control_factory: Callable[[], CallControl]
 
 def get_dialer(settings: DialerSettings | None = None) -> DialerHandle | None:
     """The running dialer actor, or None when none is started."""
-    import ray
+    import ray  # heavy: loads ray
 
     settings = settings or DialerSettings()
     try:

@@ -20,8 +20,9 @@ from redis.exceptions import RedisError
 from cluster.actors.hooks import FloorHooks
 from cluster.actors.names import NAMESPACE
 from configs.settings import FreeswitchSettings
-from telephony.call_control import CallControlError, OriginateRequest
+from telephony.call_control import CallControlError, OriginateRequest, OriginateResult
 from telephony.call_fsm import CallPhase, CallRecord
+from telephony.esl_controller import ESLController
 
 __all__ = ["RedisCallRecordSink", "actor_name", "get_controller"]
 
@@ -66,7 +67,6 @@ class ESLControllerActor:
 
     def __init__(self, settings: dict[str, Any], redis_url: str | None,
                  floor: dict[str, Any] | None = None) -> None:
-        from telephony.esl_controller import ESLController
 
         self.settings = FreeswitchSettings.model_validate(settings)
         self.sink = RedisCallRecordSink(redis_url) if redis_url else None
@@ -145,7 +145,7 @@ def get_controller(settings: FreeswitchSettings, redis_url: str | None,
     """The named controller actor for this FreeSWITCH server (created when missing). With a
     Redis URL its call events go to the router and dialer (cluster.actors.floor); `floor` may
     name the dialer actor."""
-    import ray
+    import ray  # heavy: loads ray
 
     actor_cls = ray.remote(ESLControllerActor).options(
         name=actor_name(settings), namespace=NAMESPACE, lifetime="detached", get_if_exists=True,
@@ -174,7 +174,6 @@ class RemoteCallControl:
         self.handle = handle
 
     async def originate(self, request: OriginateRequest):
-        from telephony.call_control import OriginateResult
 
         return OriginateResult.model_validate(
             await self.handle.originate.remote(request.model_dump()))
@@ -190,7 +189,7 @@ class RemoteCallControl:
 
 
 async def _remote(ref) -> Any:
-    import ray
+    import ray  # heavy: loads ray
 
     try:
         return await ref

@@ -20,6 +20,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cluster.actors.dialer import start_dialer
 from cluster.actors.esl import RemoteCallControl, get_controller, make_remote_control
 from cluster.actors.names import NAMESPACE, ROUTER_NAME
@@ -34,6 +36,7 @@ from cluster.routing import (
 )
 from configs.settings import Settings, settings_doc
 from telephony.call_data import Handover
+from telephony.wav import write_wav
 
 __all__ = ["EslAnswers", "FloorCapacity", "RouterService", "start_floor"]
 
@@ -149,10 +152,8 @@ class EslAnswers:
         When it has not been recorded yet, one is synthesized once by the TTS deployment,
         naming the seller and the call-back number as the TSR requires. FreeSWITCH must
         see the same path: share the prompts folder (docs/freeswitch.md)."""
-        import numpy as np
-        from ray import serve
+        from ray import serve  # heavy: loads ray
 
-        from telephony.wav import write_wav
 
         folder = self.cfg.state_dir / "prompts"
         name = campaign.compliance.info_message or f"{campaign.id}-info.wav"
@@ -171,7 +172,7 @@ class EslAnswers:
 
 def start_floor(settings: Settings) -> dict[str, Any]:
     """Start (or find) the controller, router and dialer actors for `settings`."""
-    import ray
+    import ray  # heavy: loads ray
 
     doc = settings_doc(settings)
     controller = get_controller(settings.freeswitch, settings.redis_url,

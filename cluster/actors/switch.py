@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from configs.settings import Settings
+from configs.settings import Settings, settings_doc
+from telephony.sim.channel_model import ChannelModel
 
 __all__ = ["SIM_NAME", "SimulatedSwitchService", "start_simulator"]
 
@@ -23,9 +24,8 @@ OUTBOUND_SCENARIOS = Path(__file__).resolve().parents[2] / "configs" / "scenario
 
 class SimulatedSwitchService:
     def __init__(self, settings: dict[str, Any]):
-        from telephony.sim.channel_model import ChannelModel
-        from telephony.sim.scenarios import load_scenarios
-        from telephony.sim.switch import SimulatedSwitch
+        from telephony.sim.scenarios import load_scenarios  # heavy: loads scipy
+        from telephony.sim.switch import SimulatedSwitch  # heavy: loads scipy
 
         cfg = Settings.model_validate(settings).freeswitch
         self.scenarios = load_scenarios(cfg.sim_scenarios or OUTBOUND_SCENARIOS)
@@ -42,8 +42,8 @@ class SimulatedSwitchService:
         return self.switch.port
 
     async def _callee(self, destination: str, call_uuid: str, rate: int, kind: str):
-        from telephony.sim.caller_voice import CallerVoice
-        from telephony.sim.scenarios import build_call
+        from telephony.sim.caller_voice import CallerVoice  # heavy: loads scipy
+        from telephony.sim.scenarios import build_call  # heavy: loads scipy
 
         digest = int(hashlib.sha1(destination.encode()).hexdigest(), 16)
         scenario = self.scenarios[digest % len(self.scenarios)]
@@ -68,9 +68,8 @@ class SimulatedSwitchService:
 
 
 def start_simulator(settings: Settings):
-    import ray
+    import ray  # heavy: loads ray
 
-    from configs.settings import settings_doc
 
     handle = ray.remote(SimulatedSwitchService).options(
         name=SIM_NAME, namespace="callfleet", lifetime="detached", get_if_exists=True,

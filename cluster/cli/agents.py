@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import ValidationError
+from redis.exceptions import RedisError
 from rich.table import Table
 
 from cluster.cli.common import (
@@ -35,6 +37,17 @@ from cluster.cli.common import (
     redis_url_option,
     reports_errors,
 )
+from cluster.routing import (
+    AgentExistsError,
+    AgentProfile,
+    InvalidStateChangeError,
+    RedisFeedPublisher,
+    RoutingSettings,
+    RoutingStore,
+    SkillRouter,
+    UnknownAgentError,
+)
+from configs.settings import load_settings
 
 __all__ = ["register"]
 
@@ -118,11 +131,9 @@ def _where(url: str) -> str:
 
 
 def _routing_settings(args: argparse.Namespace) -> Any:
-    from cluster.routing import RoutingSettings
 
     if getattr(args, "redis_url", None):
         return RoutingSettings()
-    from configs.settings import load_settings
 
     section = getattr(load_settings(getattr(args, "config", None)), "routing", None)
     return section if isinstance(section, RoutingSettings) else RoutingSettings()
@@ -130,16 +141,7 @@ def _routing_settings(args: argparse.Namespace) -> Any:
 
 def _with_router(args: argparse.Namespace, work: Callable[[Any], Awaitable[Any]]) -> Any:
     """Run `work(router)` against the cluster's Redis with a non-dispatching router."""
-    from redis.exceptions import RedisError
 
-    from cluster.routing import (
-        AgentExistsError,
-        InvalidStateChangeError,
-        RedisFeedPublisher,
-        RoutingStore,
-        SkillRouter,
-        UnknownAgentError,
-    )
 
     url = redis_url(args, missing_exit_code=EXIT_UNAVAILABLE)  # no cluster: nothing to ask
     settings = _routing_settings(args)
@@ -211,9 +213,7 @@ def cmd_agents_list(args: argparse.Namespace) -> int:
 
 @reports_errors()
 def cmd_agents_add(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
 
-    from cluster.routing import AgentProfile
 
     try:
         profile = AgentProfile(agent_id=args.agent_id, extension=args.extension, name=args.name,

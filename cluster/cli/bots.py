@@ -14,6 +14,7 @@ actions ask the knowledge base in BM25 mode (``--faq none`` to turn it off).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from dataclasses import replace
@@ -23,8 +24,16 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from bots import demo_orders
+from bots.demo_orders import serve
+from bots.kb import KnowledgeBase, KnowledgeBaseSettings
+from bots.script import ScriptError, check_script, load_script
+from bots.script.chat import COMMANDS, ChatSession
+from bots.script.engine import ScriptBot
+from bots.script.fallback_nlu import FallbackEmotionClassifier, FallbackIntentClassifier
 from cluster.cli.common import CliError, console, reports_errors
 from training.models.outputs import EmotionResult, IntentResult
+from training.models.registry import ModelNotFoundError, ModelRegistry
 
 __all__ = ["register"]
 
@@ -74,8 +83,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--faq", choices=("kb", "none"), default="kb",
                    help="where `faq` actions get answers: 'kb' (default) the knowledge base "
                    "in keyword (BM25) mode, no model needed; 'none' never answers")
-    p.add_argument("--variant", metavar="NAME", help="A/B variant (default: chosen from the call id)")
-    p.add_argument("--call-id", default="chat-1", metavar="ID", help="call id (default chat-1)")
+    p.add_argument("--variant", metavar="NAME", help="A/B variant (default: chosen from the call uuid)")
+    p.add_argument("--call-uuid", "--call-id", dest="call_uuid", default="chat-1", metavar="UUID",
+                   help="the call's uuid (default chat-1; --call-id is the old spelling)")
     p.add_argument("--service", action="append", default=[], metavar="NAME=URL",
                    help="send the script's HTTP service NAME to URL (default: the in-process "
                    "demo order service answers every service)")
@@ -96,7 +106,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_bot_check(args: argparse.Namespace) -> int:
-    from bots.script import check_script
 
     functions = ({f.strip() for f in args.functions.split(",") if f.strip()}
                  if args.functions else None)
@@ -163,7 +172,6 @@ def _typed(value: str) -> Any:
 
 
 def _intent_classifier(args: argparse.Namespace, script: Any):
-    from bots.script.fallback_nlu import FallbackIntentClassifier
 
     if not args.model:
         clf = FallbackIntentClassifier.from_file(script.intents_file)
@@ -173,7 +181,6 @@ def _intent_classifier(args: argparse.Namespace, script: Any):
         raise CliError(f"--model {folder}: no such folder (expected a model registry "
                        "or an intent model version folder)")
     from training.models.intent import IntentClassifier  # torch: only when asked for
-    from training.models.registry import ModelNotFoundError, ModelRegistry
 
     try:
         if (folder / "config.json").is_file():
@@ -198,7 +205,6 @@ def _faq_lookup(choice: str):
     if choice == "none":
         return None
     try:
-        from bots.kb import KnowledgeBase, KnowledgeBaseSettings
 
         return KnowledgeBase.load(KnowledgeBaseSettings(mode="bm25")).answer
     except Exception as exc:  # the chat goes on; FAQ questions just get no answer
@@ -209,13 +215,7 @@ def _faq_lookup(choice: str):
 
 @reports_errors()
 def cmd_bot_chat(args: argparse.Namespace) -> int:
-    import asyncio
 
-    from bots import demo_orders
-    from bots.script import ScriptError, load_script
-    from bots.script.chat import ChatSession
-    from bots.script.engine import ScriptBot
-    from bots.script.fallback_nlu import FallbackEmotionClassifier
 
     customer = _pairs(args.customer, "--customer")
     services = {k: str(v) for k, v in _pairs(args.service, "--service").items()}
@@ -239,7 +239,7 @@ def cmd_bot_chat(args: argparse.Namespace) -> int:
         http = None if services else demo_orders.asgi_client()
         bot = ScriptBot(script, functions={"find_order": demo_orders.find_order}, http=http,
                         services=services, faq_lookup=_faq_lookup(args.faq))
-        state = bot.new_state(call_id=args.call_id, customer=customer, variant=args.variant)
+        state = bot.new_state(call_uuid=args.call_uuid, customer=customer, variant=args.variant)
         session = ChatSession(bot, classify, emotion_classify, state)
         view = ChatView(args.json, interactive=sys.stdin.isatty() and not args.json)
         view.header(script, source, state)
@@ -299,7 +299,6 @@ class ChatView:
         if command == "/state":
             self.out.print_json(state.to_json())
         else:
-            from bots.script.chat import COMMANDS
 
             for name, text in COMMANDS.items():
                 self.out.print(f"  [bold]{escape(name)}[/bold]  {escape(text)}")
@@ -348,7 +347,6 @@ class ChatView:
 
 @reports_errors()
 def cmd_bot_orders(args: argparse.Namespace) -> int:
-    from bots.demo_orders import serve
 
     if not 0 < args.port < 65536:
         raise CliError(f"--port must be 1..65535, got {args.port}")

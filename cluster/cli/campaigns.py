@@ -26,6 +26,10 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from rich.table import Table
 
 from cluster.cli.common import (
@@ -37,6 +41,18 @@ from cluster.cli.common import (
     redis_url_option,
     reports_errors,
 )
+from cluster.dialer import (
+    CampaignConfig,
+    CampaignExists,
+    CampaignNotFound,
+    DialerStore,
+    InvalidTransition,
+    LeadFileError,
+    parse_leads_csv,
+)
+from cluster.dialer.phone import PhoneNumberError, normalise_e164
+from cluster.dialer.scoring import registered_scorer
+from configs.settings import load_settings
 
 __all__ = ["register"]
 
@@ -108,17 +124,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _campaign_errors() -> tuple[type[Exception], ...]:
     """The dialer's errors that mean the request was wrong (status 2)."""
-    from cluster.dialer import CampaignExists, CampaignNotFound, InvalidTransition, LeadFileError
-    from cluster.dialer.phone import PhoneNumberError
 
     return (CampaignExists, CampaignNotFound, InvalidTransition, LeadFileError, PhoneNumberError)
 
 
 def _with_store(args: argparse.Namespace, work: Callable[[Any], Any]) -> Any:
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
 
-    from cluster.dialer import DialerStore
 
     async def main() -> Any:
         store = DialerStore(redis_url(args))
@@ -154,10 +165,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def _load_campaign_file(path: Path):
-    import yaml
-    from pydantic import ValidationError
 
-    from cluster.dialer import CampaignConfig
 
     try:
         doc = yaml.safe_load(path.read_text())
@@ -176,7 +184,6 @@ def _load_campaign_file(path: Path):
 
 @reports_errors(_campaign_errors)
 def cmd_import(args: argparse.Namespace) -> int:
-    from cluster.dialer import parse_leads_csv
 
     path = Path(args.file)
     try:
@@ -302,7 +309,6 @@ def cmd_records(args: argparse.Namespace) -> int:
 
 @reports_errors(_campaign_errors)
 def cmd_dnc(args: argparse.Namespace) -> int:
-    from cluster.dialer.phone import normalise_e164
 
     numbers = [normalise_e164(n, args.country) for n in args.numbers]
 
@@ -328,7 +334,5 @@ def cmd_dnc(args: argparse.Namespace) -> int:
 
 def _scorer(args):
     """The registered conversion model as lead priority, when there is one."""
-    from cluster.dialer.scoring import registered_scorer
-    from configs.settings import load_settings
 
     return registered_scorer(load_settings(getattr(args, "config", None)).registry_path)

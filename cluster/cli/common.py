@@ -21,6 +21,8 @@ from functools import wraps
 from rich.console import Console
 from rich.markup import escape
 
+from cluster.runtime.lifecycle import read_info
+from configs.settings import load_settings
 from training.models.registry import ModelRegistry
 
 __all__ = [
@@ -129,8 +131,6 @@ def redis_url(args: argparse.Namespace, missing_exit_code: int = EXIT_USAGE) -> 
         return args.redis_url
     # lifecycle loads httpx and the Redis server wrapper, settings every section's schema:
     # only for commands that run, not for --help
-    from cluster.runtime.lifecycle import read_info
-    from configs.settings import load_settings
 
     settings = load_settings(getattr(args, "config", None))
     info = read_info(settings)

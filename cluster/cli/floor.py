@@ -11,12 +11,21 @@ from __future__ import annotations
 import argparse
 import json
 
+from cluster.actors.esl import actor_name
+from cluster.actors.names import ROUTER_NAME
+from cluster.actors.switch import SIM_NAME
 from cluster.cli.common import console
+from cluster.runtime.lifecycle import (
+    ClusterError,
+    connect_ray,
+    read_info,
+    start_floor_actors,
+    stop_floor_actors,
+)
+from configs.settings import load_settings
 
 
 def _connect(args):
-    from cluster.runtime.lifecycle import ClusterError, connect_ray, read_info
-    from configs.settings import load_settings
 
     settings = load_settings(args.config)
     info = read_info(settings)
@@ -30,7 +39,6 @@ def _connect(args):
 
 
 def cmd_start(args) -> int:
-    from cluster.runtime.lifecycle import start_floor_actors
 
     settings = _connect(args)
     start_floor_actors(settings, lambda line: console.print(f"[dim]·[/dim] {line}"))
@@ -39,7 +47,6 @@ def cmd_start(args) -> int:
 
 
 def cmd_stop(args) -> int:
-    from cluster.runtime.lifecycle import stop_floor_actors
 
     stop_floor_actors(_connect(args))
     console.print("floor actors stopped")
@@ -47,11 +54,8 @@ def cmd_stop(args) -> int:
 
 
 def cmd_status(args) -> int:
-    import ray
+    import ray  # heavy: loads ray
 
-    from cluster.actors.esl import actor_name
-    from cluster.actors.names import ROUTER_NAME
-    from cluster.actors.switch import SIM_NAME
 
     settings = _connect(args)
     names = {"controller": actor_name(settings.freeswitch), "router": ROUTER_NAME,

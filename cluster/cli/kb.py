@@ -25,8 +25,20 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.markup import escape
+from rich.padding import Padding
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
+from bots.kb import (
+    EmbeddingCache,
+    KnowledgeBase,
+    KnowledgeBaseError,
+    KnowledgeBaseSettings,
+    load_articles,
+)
+from bots.kb.encoder import SentenceEncoder
 from cluster.cli.common import CliError, console, out, reports_errors
+from configs.settings import load_settings
 
 __all__ = ["register"]
 
@@ -87,7 +99,6 @@ def _positive(text: str) -> int:
 
 def _kb_errors() -> tuple[type[Exception], ...]:
     """Broken source files and the like: the data is wrong, not the code (status 2)."""
-    from bots.kb import KnowledgeBaseError
 
     return (KnowledgeBaseError,)
 
@@ -158,8 +169,6 @@ def cmd_kb_show(args: argparse.Namespace) -> int:
 
 @reports_errors(_kb_errors)
 def cmd_kb_build(args: argparse.Namespace) -> int:
-    from bots.kb import EmbeddingCache, KnowledgeBase, load_articles
-    from bots.kb.encoder import SentenceEncoder
 
     kb_settings, state_dir = _settings(args)
     kb_settings = kb_settings.model_copy(update={"mode": "hybrid"})
@@ -186,8 +195,6 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace):
     """The ``kb`` section of the settings (defaults until it is mounted) and state_dir."""
-    from bots.kb import KnowledgeBaseSettings
-    from configs.settings import load_settings
 
     settings = load_settings(getattr(args, "config", None))
     kb_settings = getattr(settings, "kb", None) or KnowledgeBaseSettings()
@@ -195,7 +202,6 @@ def _settings(args: argparse.Namespace):
 
 
 def _load(args: argparse.Namespace, mode: str | None):
-    from bots.kb import KnowledgeBase
 
     kb_settings, state_dir = _settings(args)
     if mode:
@@ -213,7 +219,6 @@ def _load(args: argparse.Namespace, mode: str | None):
 def _progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
     """A progress(done, total) callback drawing a bar on stderr, shown only once called
     with work left to do (a cache hit draws nothing)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     bars = Progress(TextColumn("[bold blue]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=True)
@@ -236,8 +241,6 @@ def _progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
 
 
 def _indented(markup: str, width: int):
-    from rich.padding import Padding
-    from rich.text import Text
 
     return Padding(Text.from_markup(markup), (0, 0, 0, width), expand=False)
 

@@ -19,6 +19,7 @@ import os
 import sys
 
 from cluster.cli.common import console, reports_errors
+from cluster.runtime.lifecycle import ClusterError, cluster_status, down, up
 from cluster.runtime.progress import progress_display
 from configs.settings import ConfigError, Settings, load_settings
 
@@ -40,7 +41,6 @@ def _settings(args) -> Settings:
 
 
 def cmd_up(args) -> int:
-    from cluster.runtime.lifecycle import up
 
     settings = _settings(args)
     with progress_display(console) as (status, task):
@@ -51,7 +51,6 @@ def cmd_up(args) -> int:
 
 
 def cmd_down(args) -> int:
-    from cluster.runtime.lifecycle import down
 
     stopped = down(_settings(args), status=lambda s: console.print(f"[dim]·[/dim] {s}"))
     console.print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -59,7 +58,6 @@ def cmd_down(args) -> int:
 
 
 def cmd_status(args) -> int:
-    from cluster.runtime.lifecycle import cluster_status
 
     report = cluster_status(_settings(args))
     if args.json:
@@ -80,20 +78,20 @@ def cmd_status(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from cluster.sim.demo import run_demo
+    from cluster.sim.demo import run_demo  # heavy: loads scipy
 
     return run_demo(_settings(args), calls=args.calls, keep=args.keep, console=console)
 
 
 def _scenario_errors() -> tuple[type[Exception], ...]:
-    from telephony.sim.scenarios import ScenarioError
+    from telephony.sim.scenarios import ScenarioError  # heavy: loads scipy
 
     return (ScenarioError,)
 
 
 @reports_errors(_scenario_errors)
 def cmd_simulate(args) -> int:
-    from cluster.sim.simulate import run_simulation
+    from cluster.sim.simulate import run_simulation  # heavy: loads scipy
 
     return run_simulation(_settings(args), calls=args.calls, scenario_file=args.scenario,
                           stagger_s=args.stagger, as_json=args.json, console=console,
@@ -156,7 +154,6 @@ def main(argv: list[str] | None = None) -> int:
 
 def _cluster_errors() -> tuple[type[Exception], ...]:
     # lifecycle loads httpx and the Redis server wrapper: only once something failed
-    from cluster.runtime.lifecycle import ClusterError
 
     return (ClusterError,)
 

@@ -30,8 +30,11 @@ from typing import Any
 from rich.table import Table
 
 from cluster.cli.common import CliError, console, model_registry, out, reports_errors
-from cluster.runtime.serve_deploy import SERVED_MODEL_DEPLOYMENTS
+from cluster.runtime.model_swap import SwapFailed, apply_to_cluster
+from cluster.runtime.serve_deploy import SERVED_MODEL_DEPLOYMENTS, ServeDeployError
+from configs.settings import load_settings
 from training.models.registry import BUILD_COMMANDS, ModelNotFoundError, ModelRegistry, VersionInfo
+from training.onnx_export import OnnxMismatchError, export_intent_onnx
 
 __all__ = ["HISTORY_FILE", "register"]
 
@@ -222,7 +225,6 @@ def cmd_models_compare(args: argparse.Namespace) -> int:
 
 @reports_errors(_registry_errors)
 def cmd_models_export_onnx(args: argparse.Namespace) -> int:
-    from training.onnx_export import OnnxMismatchError, export_intent_onnx
 
     registry = model_registry(args)
     kind = _checked_kind(registry, args.kind)
@@ -349,9 +351,6 @@ def _switch(registry: ModelRegistry, kind: str, target: VersionInfo, action: str
 def _apply_live(args: argparse.Namespace, registry: ModelRegistry, kind: str, version: str,
                 before: str | None) -> int:
     """Reconfigure a running cluster; on failure put the registry back as it was."""
-    from cluster.runtime.model_swap import SwapFailed, apply_to_cluster
-    from cluster.runtime.serve_deploy import ServeDeployError
-    from configs.settings import load_settings
 
     settings = load_settings(getattr(args, "config", None))
     try:

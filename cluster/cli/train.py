@@ -23,7 +23,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from cluster.cli.common import console, model_registry, reports_errors
+from training.conversion.data import write_sample
+from training.conversion.model import train_conversion
+from training.emotion.goemotions import default_goemotions_dir
+from training.emotion.train import evaluate_emotion, train_emotion
+from training.errors import USER_ERRORS, TrainingInputError
+from training.intent.config import IntentTrainConfig
+from training.intent.evaluate import evaluate_intent, resolve_model_dir
+from training.intent.retune import retune_threshold
+from training.progress import stage_bar
 
 __all__ = ["register"]
 
@@ -88,7 +99,6 @@ def _out_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _add_train_intent(kinds: argparse._SubParsersAction) -> None:
-    from training.intent.config import IntentTrainConfig
 
     d = IntentTrainConfig()
     p = kinds.add_parser(
@@ -171,7 +181,6 @@ def _add_train_conversion(kinds: argparse._SubParsersAction) -> None:
 
 def _training_errors() -> tuple[type[Exception], ...]:
     """Unusable data or options, unknown versions: the input was wrong (status 2)."""
-    from training.errors import USER_ERRORS
 
     return USER_ERRORS
 
@@ -179,7 +188,6 @@ def _training_errors() -> tuple[type[Exception], ...]:
 @contextmanager
 def _progress(label_width: int):
     """A live bar on a terminal; in a log file (nohup, ray job logs) one line per stage."""
-    from training.progress import stage_bar
 
     if console.is_terminal:
         with stage_bar(console, label_width=label_width) as progress:
@@ -198,7 +206,6 @@ def _progress(label_width: int):
 
 
 def _existing_file(value: str | None, what: str) -> Path:
-    from training.errors import TrainingInputError
 
     if not value:
         raise TrainingInputError(f"{what} is required")
@@ -225,11 +232,11 @@ def _version_summary(info, registry) -> dict[str, Any]:
 
 @reports_errors(_training_errors)
 def cmd_train_intent(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
 
-    from training.errors import TrainingInputError
-    from training.intent.build import IntentBuildOptions, train_intent
-    from training.intent.config import IntentTrainConfig
+    from training.intent.build import (  # heavy: loads torch, transformers, scipy
+        IntentBuildOptions,
+        train_intent,
+    )
     data = _existing_file(args.data, "--data")
     if args.retune_from:
         return _retune(args, data)
@@ -263,8 +270,6 @@ def cmd_train_intent(args: argparse.Namespace) -> int:
 
 
 def _retune(args: argparse.Namespace, data: Path) -> int:
-    from training.errors import TrainingInputError
-    from training.intent.retune import retune_threshold
 
     if not 0 <= args.oos_max_rejection <= 1:
         raise TrainingInputError(f"--oos-max-rejection must be in [0, 1], got {args.oos_max_rejection}")
@@ -282,8 +287,6 @@ def _retune(args: argparse.Namespace, data: Path) -> int:
 
 @reports_errors(_training_errors)
 def cmd_train_emotion(args: argparse.Namespace) -> int:
-    from training.emotion.goemotions import default_goemotions_dir
-    from training.emotion.train import train_emotion
 
     data = _existing_file(args.data or str(default_goemotions_dir() / "train.tsv"), "--data")
     eval_path = _existing_file(args.eval, "--eval") if args.eval else None
@@ -300,12 +303,10 @@ def cmd_train_emotion(args: argparse.Namespace) -> int:
 @reports_errors(_training_errors)
 def cmd_train_conversion(args: argparse.Namespace) -> int:
     if args.generate_sample:
-        from training.conversion.data import write_sample
 
         path = write_sample(args.generate_sample, rows=args.rows, seed=args.seed)
         return _finish(args, {"sample": str(path), "rows": args.rows, "synthetic": True},
                        f"wrote {args.rows} SYNTHETIC leads to {path}")
-    from training.conversion.model import train_conversion
 
     data = _existing_file(args.data, "--data")
     registry = model_registry(args, "out")
@@ -318,7 +319,6 @@ def cmd_train_conversion(args: argparse.Namespace) -> int:
 
 @reports_errors(_training_errors)
 def cmd_eval_intent(args: argparse.Namespace) -> int:
-    from training.intent.evaluate import evaluate_intent, resolve_model_dir
 
     model_dir = resolve_model_dir(args.model, "intent")
     data = _existing_file(args.data, "--data")
@@ -334,9 +334,6 @@ def cmd_eval_intent(args: argparse.Namespace) -> int:
 
 @reports_errors(_training_errors)
 def cmd_eval_emotion(args: argparse.Namespace) -> int:
-    from training.emotion.goemotions import default_goemotions_dir
-    from training.emotion.train import evaluate_emotion
-    from training.intent.evaluate import resolve_model_dir
 
     model_dir = resolve_model_dir(args.model, "emotion")
     data = _existing_file(args.data or str(default_goemotions_dir() / "dev.tsv"), "--data")

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 
 from cluster.dialer.leads import Lead
+from training.conversion.model import ConversionModel
+from training.models.registry import ModelRegistry
 
 log = logging.getLogger("callfleet.dialer.scoring")
 
@@ -16,8 +18,6 @@ def registered_scorer(registry_path: str | Path | None):
     conversion model is registered (leads are then ordered by their tags only)."""
     if registry_path is None:
         return None
-    from training.conversion.model import ConversionModel
-    from training.models.registry import ModelRegistry
 
     registry = ModelRegistry(registry_path)
     if not registry.current("conversion"):

@@ -2,7 +2,8 @@
 
 Keys (all expire `ttl_s` after the last write):
 
-* ``cf:call:<uuid>`` hash — metadata, status, outcome (JSON)
+* ``cf:call:<uuid>`` hash — metadata (``call_uuid``, ...), status, outcome (JSON); a hash
+  written before the rename names the id ``call_id``, and `get_call` still reads it
 * ``cf:call:<uuid>:turns`` list — one JSON document per turn (`turn_to_json`)
 * ``cf:dialog:<uuid>`` — the bot's dialog state, written with each turn through the
   sequence-guarded `RedisConversationStore` (in the same transaction as the turn), so a
@@ -51,10 +52,12 @@ from training.models.outputs import (
 log = logging.getLogger("callfleet.state")
 
 PREFIX = "cf"
+# what the call hash named its ``call_uuid`` field before the rename; read, never written
+LEGACY_CALL_UUID_FIELD = "call_id"
 
 
-def call_key(call_id: str) -> str:
-    return f"{PREFIX}:call:{call_id}"
+def call_key(call_uuid: str) -> str:
+    return f"{PREFIX}:call:{call_uuid}"
 
 
 class RedisCallRecorder:
@@ -70,9 +73,9 @@ class RedisCallRecorder:
     async def call_started(self, meta: ForkMetadata) -> ResumedCall | None:
         """Register the call; what is stored of it when it is resuming (its fork moved to
         another replica mid-call), else None."""
-        known, resumed = await self._try(self._resume, meta.call_id) or (False, None)
+        known, resumed = await self._try(self._resume, meta.call_uuid) or (False, None)
         doc = {
-            "call_id": meta.call_id,
+            "call_uuid": meta.call_uuid,
             "status": "bot",
             "sample_rate": meta.sample_rate,
             "direction": meta.direction or "",
@@ -83,23 +86,23 @@ class RedisCallRecorder:
         }
         if not known:
             doc["started_at"] = time.time()
-        await self._write("start", meta.call_id, doc)
+        await self._write("start", meta.call_uuid, doc)
         return resumed
 
-    async def turn(self, call_id: str, turn: TurnRecord, state: DialogState) -> None:
+    async def turn(self, call_uuid: str, turn: TurnRecord, state: DialogState) -> None:
         # serialized now: a write kept in the backlog must not see later changes to state
-        await self._write("turn", call_id, json.dumps(turn_to_json(turn)),
+        await self._write("turn", call_uuid, json.dumps(turn_to_json(turn)),
                           DialogState.from_json(state.to_json()))
 
-    async def call_ended(self, call_id: str, outcome: CallOutcome) -> None:
-        await self._write("end", call_id, outcome_to_json(outcome))
+    async def call_ended(self, call_uuid: str, outcome: CallOutcome) -> None:
+        await self._write("end", call_uuid, outcome_to_json(outcome))
 
-    async def get_call(self, call_id: str) -> dict[str, Any] | None:
+    async def get_call(self, call_uuid: str) -> dict[str, Any] | None:
         """The call's stored JSON document, for people and tools: the hash's fields, its
         ``turns`` and its dialog ``state``."""
-        doc = await self._load(call_id, with_turns=True)
+        doc = await self._load(call_uuid, with_turns=True)
         if doc is not None:
-            state = await self.dialogs.load(call_id)
+            state = await self.dialogs.load(call_uuid)
             if state is not None:
                 doc["state"] = state.to_dict()
         return doc
@@ -109,12 +112,12 @@ class RedisCallRecorder:
 
     # ---- internals --------------------------------------------------------------------
 
-    async def _resume(self, call_id: str) -> tuple[bool, ResumedCall | None]:
+    async def _resume(self, call_uuid: str) -> tuple[bool, ResumedCall | None]:
         """Whether the call is known, and its dialog state and turns when it has any."""
-        raw = await self.redis.hgetall(call_key(call_id))
+        raw = await self.redis.hgetall(call_key(call_uuid))
         if not raw:
             return False, None
-        state = await self.dialogs.load(call_id)
+        state = await self.dialogs.load(call_uuid)
         if state is None and b"state" in raw:  # written by a gateway before the guarded store
             try:
                 state = DialogState.from_json(raw[b"state"])
@@ -122,19 +125,22 @@ class RedisCallRecorder:
                 state = None
         if state is None:
             return True, None
-        turns = await self.redis.lrange(call_key(call_id) + ":turns", 0, -1)
+        turns = await self.redis.lrange(call_key(call_uuid) + ":turns", 0, -1)
         return True, ResumedCall(state, tuple(turn_from_json(json.loads(t)) for t in turns))
 
-    async def _load(self, call_id: str, with_turns: bool = False) -> dict[str, Any] | None:
-        raw = await self.redis.hgetall(call_key(call_id))
+    async def _load(self, call_uuid: str, with_turns: bool = False) -> dict[str, Any] | None:
+        raw = await self.redis.hgetall(call_key(call_uuid))
         if not raw:
             return None
         doc: dict[str, Any] = {k.decode(): v.decode() for k, v in raw.items()}
+        legacy = doc.pop(LEGACY_CALL_UUID_FIELD, None)  # written before the rename
+        if legacy is not None:
+            doc.setdefault("call_uuid", legacy)
         for key in ("state", "outcome", "customer"):
             if key in doc:
                 doc[key] = json.loads(doc[key])
         if with_turns:
-            turns = await self.redis.lrange(call_key(call_id) + ":turns", 0, -1)
+            turns = await self.redis.lrange(call_key(call_uuid) + ":turns", 0, -1)
             doc["turns"] = [json.loads(t) for t in turns]
         return doc
 
@@ -172,6 +178,7 @@ class RedisCallRecorder:
         pipe = self.redis.pipeline(transaction=True)
         if op == "start":
             pipe.hset(key, mapping=args[1])
+            pipe.hdel(key, LEGACY_CALL_UUID_FIELD)  # a call resumed from an older gateway
             pipe.sadd(f"{PREFIX}:calls:active", args[0])
         elif op == "turn":
             pipe.rpush(key + ":turns", args[1])

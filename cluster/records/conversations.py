@@ -60,8 +60,8 @@ return 1
 """
 
 
-def dialog_key(call_id: str) -> str:
-    return f"{PREFIX}:dialog:{call_id}"
+def dialog_key(call_uuid: str) -> str:
+    return f"{PREFIX}:dialog:{call_uuid}"
 
 
 def _client(redis_or_url: aioredis.Redis | str) -> aioredis.Redis:
@@ -81,25 +81,25 @@ class RedisConversationStore:
         self.ttl_s = ttl_s
         self._save = self.redis.register_script(_SAVE_IF_NEWER)
 
-    async def save(self, call_id: str, state: DialogState) -> bool:
+    async def save(self, call_uuid: str, state: DialogState) -> bool:
         """Store `state` unless Redis holds a newer one (higher ``seq``); True if written."""
-        written = await self._save(keys=[dialog_key(call_id)],
+        written = await self._save(keys=[dialog_key(call_uuid)],
                                    args=[state.seq, state.to_json(), state.script, self.ttl_s])
         if not written:
             log.warning("dialog state of a call not saved: a newer one (seq > %d) is stored",
                         state.seq)
         return bool(written)
 
-    async def save_in(self, pipe: Pipeline, call_id: str, state: DialogState) -> None:
+    async def save_in(self, pipe: Pipeline, call_uuid: str, state: DialogState) -> None:
         """Queue the same guarded write on `pipe`, a transaction pipeline of this store's
         client, so it commits together with the caller's other writes; its result in
         ``pipe.execute()`` is 1 when written, 0 when a newer state was stored."""
-        await self._save(keys=[dialog_key(call_id)],
+        await self._save(keys=[dialog_key(call_uuid)],
                          args=[state.seq, state.to_json(), state.script, self.ttl_s], client=pipe)
 
-    async def load(self, call_id: str) -> DialogState | None:
+    async def load(self, call_uuid: str) -> DialogState | None:
         """The stored state, or None when there is none (a new call, or expired)."""
-        raw = await self.redis.hget(dialog_key(call_id), "state")
+        raw = await self.redis.hget(dialog_key(call_uuid), "state")
         if raw is None:
             return None
         try:
@@ -108,8 +108,8 @@ class RedisConversationStore:
             log.error("stored dialog state is not valid JSON; starting the call afresh")
             return None
 
-    async def delete(self, call_id: str) -> None:
-        await self.redis.delete(dialog_key(call_id))
+    async def delete(self, call_uuid: str) -> None:
+        await self.redis.delete(dialog_key(call_uuid))
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -130,18 +130,18 @@ class RedisConversionCounter:
             if not value or ":" in value:
                 raise ValueError(f"{name} must be a non-empty name without ':', got {value!r}")
 
-    async def _record(self, kind: str, campaign: str, variant: str, call_id: str) -> bool:
+    async def _record(self, kind: str, campaign: str, variant: str, call_uuid: str) -> bool:
         self._check(campaign, variant)
         base = f"{PREFIX}:ab:{campaign}"
         counted = await self._count(keys=[f"{base}:{kind}:seen", base],
-                                    args=[call_id, f"{variant}:{kind}", self.ttl_s])
+                                    args=[call_uuid, f"{variant}:{kind}", self.ttl_s])
         return bool(counted)
 
-    async def record_call(self, campaign: str, variant: str, call_id: str) -> bool:
-        return await self._record("calls", campaign, variant, call_id)
+    async def record_call(self, campaign: str, variant: str, call_uuid: str) -> bool:
+        return await self._record("calls", campaign, variant, call_uuid)
 
-    async def record_conversion(self, campaign: str, variant: str, call_id: str) -> bool:
-        return await self._record("conversions", campaign, variant, call_id)
+    async def record_conversion(self, campaign: str, variant: str, call_uuid: str) -> bool:
+        return await self._record("conversions", campaign, variant, call_uuid)
 
     async def report(self, campaign: str) -> dict[str, VariantStats]:
         raw: dict[Any, Any] = await self.redis.hgetall(f"{PREFIX}:ab:{campaign}")

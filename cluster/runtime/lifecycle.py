@@ -17,8 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis
 
+from cluster.actors.esl import actor_name
+from cluster.actors.floor import start_floor
+from cluster.actors.names import ROUTER_NAME
+from cluster.actors.switch import SIM_NAME, start_simulator
+from cluster.runtime.model_setup import ensure_models
 from cluster.runtime.redis_server import EmbeddedRedis
+from cluster.runtime.serve_deploy import ServeDeployError, apply_config, build_config
 from configs.settings import Settings
 
 log = logging.getLogger("callfleet.runtime")
@@ -152,10 +159,10 @@ def connect_ray(address: str) -> None:
         # this driver must also see itself as 127.0.0.1; Ray reads the flag into a module
         # constant at import, so set both (private constant, Ray pinned to 2.60)
         os.environ.update(LOOPBACK_ENV)
-        from ray._private import ray_constants
+        from ray._private import ray_constants  # heavy: loads ray
 
         ray_constants.ENABLE_RAY_CLUSTER = False
-    import ray
+    import ray  # heavy: loads ray
 
     if not ray.is_initialized():
         ray.init(address=address, namespace="callfleet", logging_level=logging.WARNING,
@@ -167,9 +174,8 @@ def deploy_app(settings: Settings, address: str, status: Status) -> None:
     """Deploy (or update) both Serve apps, the media gateway with its models and the REST
     API at /api, from one declarative config (cluster/serve_deploy.py), and wait until
     every deployment is RUNNING."""
-    from ray import serve
+    from ray import serve  # heavy: loads ray
 
-    from cluster.runtime.serve_deploy import ServeDeployError, apply_config, build_config
 
     connect_ray(address)
     serve.start(http_options={"host": settings.serve.host, "port": settings.serve.http_port})
@@ -197,7 +203,6 @@ def wait_http(url: str, timeout: float = 120.0) -> dict[str, Any]:
 def up(settings: Settings, status: Status = print,
        progress: Callable[[str], Callable[[str, float], None]] | None = None) -> ClusterInfo:
     """Bring everything up and return what was started. Idempotent."""
-    from cluster.runtime.model_setup import ensure_models
 
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     previous = read_info(settings)
@@ -242,17 +247,15 @@ def up(settings: Settings, status: Status = print,
 def start_floor_actors(settings: Settings, status: Status) -> None:
     """The simulated FreeSWITCH (when configured), then the ESL controller, skill router
     and dialer actors (cluster/floor.py)."""
-    from cluster.actors.floor import start_floor
 
     if settings.freeswitch.simulate:
-        from cluster.actors.switch import start_simulator
 
         status(f"starting the FreeSWITCH simulator on {settings.freeswitch.host}:"
                f"{settings.freeswitch.port}")
         start_simulator(settings)
     status("starting the floor: ESL controller, skill router, dialer")
     actors = start_floor(settings)
-    import ray
+    import ray  # heavy: loads ray
 
     try:
         ray.get(actors["controller"].ready.remote(15.0), timeout=30)
@@ -263,11 +266,8 @@ def start_floor_actors(settings: Settings, status: Status) -> None:
 def stop_floor_actors(settings: Settings) -> None:
     """Detached actors outlive `serve.shutdown`; on a cluster we did not start they must
     be stopped by name."""
-    import ray
+    import ray  # heavy: loads ray
 
-    from cluster.actors.esl import actor_name
-    from cluster.actors.names import ROUTER_NAME
-    from cluster.actors.switch import SIM_NAME
 
     names = [ROUTER_NAME, SIM_NAME, settings.dialer.actor_name, actor_name(settings.freeswitch)]
     for name in names:
@@ -291,7 +291,7 @@ def cluster_status(settings: Settings) -> dict[str, Any]:
         out["running"] = False
     if ray_reachable(info.ray_address):
         connect_ray(info.ray_address)
-        from ray import serve
+        from ray import serve  # heavy: loads ray
 
         app = serve.status().applications.get(info.app_name)
         out["deployments"] = {
@@ -305,7 +305,6 @@ def cluster_status(settings: Settings) -> dict[str, Any]:
 
 
 def _ping(url: str) -> bool:
-    import redis
 
     try:
         return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
@@ -322,7 +321,7 @@ def down(settings: Settings, status: Status = print) -> list[str]:
     if ray_reachable(info.ray_address):
         try:
             connect_ray(info.ray_address)
-            from ray import serve
+            from ray import serve  # heavy: loads ray
 
             status("stopping the floor actors and the Serve apps")
             stop_floor_actors(settings)
@@ -330,7 +329,7 @@ def down(settings: Settings, status: Status = print) -> list[str]:
             stopped.append("serve")
         except Exception as exc:  # keep stopping the rest
             status(f"serve shutdown failed: {exc}")
-        import ray
+        import ray  # heavy: loads ray
 
         ray.shutdown()
     if info.started_ray:

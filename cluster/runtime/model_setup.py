@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from configs.settings import Settings
+from training.emotion.default import build_default_emotion_model
 from training.models.registry import ModelRegistry
 from training.models.whisper import resolve_whisper_model
 
@@ -25,13 +26,12 @@ def ensure_models(settings: Settings, progress: Callable[[str], Progress] | None
     built: list[str] = []
     threads = max(settings.intent.cpu_threads, 2)
     if registry.current("intent") is None:
-        from training.intent.default import build_default_intent_model
+        from training.intent.default import build_default_intent_model  # heavy: loads torch
 
         cb = progress("training default intent model") if progress else None
         build_default_intent_model(registry, progress=cb, cpu_threads=threads)
         built.append("intent")
     if registry.current("emotion") is None:
-        from training.emotion.default import build_default_emotion_model
 
         cb = progress("training default emotion model") if progress else None
         build_default_emotion_model(registry, progress=cb, cpu_threads=threads)

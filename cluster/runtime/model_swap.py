@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cluster.runtime.lifecycle import connect_ray, ray_reachable, read_info
 from cluster.runtime.serve_deploy import (
     SERVED_MODEL_DEPLOYMENTS,
     ServeDeployError,
@@ -39,7 +40,6 @@ def apply_to_cluster(settings: Settings, registry_root: Path, kind: str, version
                      status=lambda line: None) -> SwapOutcome:
     """Reconfigure the cluster `callfleet up` started with these settings to serve
     `version` of `kind`. Raises ServeDeployError when the deploy fails."""
-    from cluster.runtime.lifecycle import connect_ray, ray_reachable, read_info
 
     if kind not in SERVED_MODEL_DEPLOYMENTS:
         return SwapOutcome(False, f"{kind} models are not served by a deployment; "

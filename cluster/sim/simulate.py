@@ -19,6 +19,7 @@ from cluster.runtime.lifecycle import ClusterError, ClusterInfo, connect_ray, re
 from cluster.sim.results import CallResult, summarize
 from cluster.sim.via_esl import place_via_esl
 from configs.settings import Settings
+from telephony.sim.caller_voice import CallerVoice
 from telephony.sim.fork_client import SimulatedCall, run_call
 from telephony.sim.scenarios import Scenario, build_call, load_scenarios
 
@@ -27,7 +28,7 @@ async def place(info: ClusterInfo, calls: list[tuple[Scenario, SimulatedCall]],
                 stagger_s: float) -> list[CallResult]:
     async def one(i: int, scenario: Scenario, call: SimulatedCall) -> CallResult:
         await asyncio.sleep(i * stagger_s)
-        return CallResult(scenario.name, await run_call(f"{info.media_url}/{call.meta.call_id}", call))
+        return CallResult(scenario.name, await run_call(f"{info.media_url}/{call.meta.call_uuid}", call))
 
     return await asyncio.gather(*(one(i, s, c) for i, (s, c) in enumerate(calls)))
 
@@ -35,7 +36,6 @@ async def place(info: ClusterInfo, calls: list[tuple[Scenario, SimulatedCall]],
 def run_simulation(settings: Settings, calls: int, scenario_file: str | None = None,
                    stagger_s: float = 0.25, as_json: bool = False,
                    console: Console | None = None, via: str = "fork") -> int:
-    from telephony.sim.caller_voice import CallerVoice
 
     console = console or Console(stderr=True)
     info = read_info(settings)

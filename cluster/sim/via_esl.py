@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from cluster.actors.esl import RemoteCallControl, get_controller
 from cluster.runtime.lifecycle import ClusterInfo, connect_ray
 from cluster.sim.results import CallResult
 from configs.settings import Settings
@@ -28,16 +29,15 @@ async def place_via_esl(settings: Settings, info: ClusterInfo,
                         calls: list[tuple[Scenario, SimulatedCall]], stagger_s: float,
                         model: ChannelModel | None = None) -> tuple[list[CallResult], list[dict]]:
     """Returns the per-call results and the controller's call records."""
-    import ray
+    import ray  # heavy: loads ray
 
-    from cluster.actors.esl import RemoteCallControl, get_controller
 
     by_number = {f"+1555{2000000 + i:07d}": call for i, (_, call) in enumerate(calls)}
 
     def callee(destination: str, call_uuid: str, rate: int, kind: str) -> SimulatedCall | None:
         call = by_number.get(destination)
         if call is not None:
-            call.meta = dataclasses.replace(call.meta, call_id=call_uuid)
+            call.meta = dataclasses.replace(call.meta, call_uuid=call_uuid)
         return call
 
     password = secrets.token_urlsafe(16)
@@ -75,7 +75,7 @@ async def place_via_esl(settings: Settings, info: ClusterInfo,
             for i, (number, (scenario, call)) in enumerate(zip(by_number, calls, strict=True))))
         records: list[dict[str, Any]] = []
         for res in results:
-            doc = await handle.call.remote(res.report.call_id)
+            doc = await handle.call.remote(res.report.call_uuid)
             if doc:
                 records.append(doc)
         return list(results), records

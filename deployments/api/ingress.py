@@ -11,15 +11,22 @@ Serve's class-based ingress.)
 """
 
 import asyncio
+import secrets
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
 
+from bots.kb import KnowledgeBase
+from cluster.actors.esl import RemoteCallControl, get_controller
+from cluster.dialer.scoring import registered_scorer
+from cluster.dialer.store import DialerStore
+from cluster.routing import FeedHub, RedisFeedPublisher, RoutingStore, SkillRouter
+from configs.settings import load_settings, settings_doc
 from deployments.api.agents import AgentApi, AgentApiSettings, build_agents_router
 from deployments.api.campaigns import build_campaigns_router
-from deployments.common import settings_from
+from deployments.common import AppArgs, settings_from
 
 app = FastAPI(title="CallFleet API", description="Agents, campaigns and knowledge base.")
 
@@ -53,7 +60,6 @@ async def _any_user(
     if cred is None:
         raise HTTPException(401, "missing bearer token", headers={"WWW-Authenticate": "Bearer"})
     key = api.settings.api_key.get_secret_value() if api.settings.api_key else None
-    import secrets
 
     if key and secrets.compare_digest(cred.credentials.encode(), key.encode()):
         return "supervisor"
@@ -72,7 +78,6 @@ def _dialer_settings():
 app.include_router(build_agents_router(lambda: _Replica.agent_api))
 def _lead_scorer():
     """The registered conversion model orders imported leads (None: by tags only)."""
-    from cluster.dialer.scoring import registered_scorer
 
     return registered_scorer(_Replica.registry_path)
 
@@ -99,10 +104,6 @@ async def kb_search(q: Annotated[str, Query(min_length=1, max_length=500)],
 @serve.ingress(app)
 class ApiIngress:
     def __init__(self, settings: dict[str, Any]):
-        from bots.kb import KnowledgeBase
-        from cluster.actors.esl import RemoteCallControl, get_controller
-        from cluster.dialer.store import DialerStore
-        from cluster.routing import FeedHub, RedisFeedPublisher, RoutingStore, SkillRouter
 
         cfg = settings_from(settings)
         store = RoutingStore(cfg.redis_url)
@@ -133,8 +134,6 @@ def build_api_app(settings_doc: dict[str, Any]):
 
 def api_builder(args: dict[str, Any]):
     """Serve config entry point (configs/serve.yaml): same arguments as the main app's."""
-    from configs.settings import load_settings, settings_doc
-    from deployments.common import AppArgs
 
     parsed = AppArgs.model_validate(args)
     settings = load_settings(parsed.config, **parsed.overrides)

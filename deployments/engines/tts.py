@@ -117,9 +117,9 @@ def _resolve_piper_voice(voice: str) -> tuple[Path, Path]:
 def load_piper_voice(model: Path, config: Path, cpu_threads: int, use_cuda: bool = False):
     """Build a PiperVoice like ``PiperVoice.load`` does, but with the onnxruntime thread
     count limited (``load`` gives no way to pass session options)."""
-    import onnxruntime
-    from piper.config import PiperConfig
-    from piper.voice import PiperVoice
+    import onnxruntime  # heavy: loads onnxruntime
+    from piper.config import PiperConfig  # heavy: loads piper
+    from piper.voice import PiperVoice  # heavy: loads piper
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = cpu_threads
@@ -150,7 +150,7 @@ class PiperEngine(TTSEngine):
         noise_scale: float | None = None,
         noise_w_scale: float | None = None,
     ):
-        from piper.config import SynthesisConfig
+        from piper.config import SynthesisConfig  # heavy: loads piper
 
         model, config = _resolve_piper_voice(voice)
         started = time.perf_counter()
@@ -186,8 +186,8 @@ class CoquiEngine(TTSEngine):
         speaker: str | None = None,
     ):
         try:
-            import torch
-            from TTS.utils.synthesizer import Synthesizer
+            import torch  # optional: clear error if missing
+            from TTS.utils.synthesizer import Synthesizer  # optional: clear error if missing
         except (ImportError, OSError) as exc:  # OSError: torchaudio's CUDA libs on CPU torch
             raise EngineUnavailable(f"{COQUI_HINT} [{type(exc).__name__}: {exc}]") from exc
         folder = Path(model_dir).expanduser()

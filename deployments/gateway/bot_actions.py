@@ -35,7 +35,7 @@ class FloorActions:
     async def started(self, meta, state) -> None:
         if meta.campaign and state.variant:
             await self._safe(self.conversions.record_call(meta.campaign, state.variant,
-                                                          meta.call_id), "A/B count")
+                                                          meta.call_uuid), "A/B count")
 
     async def carry_out(self, meta, state, actions) -> None:
         for action in actions:
@@ -47,18 +47,18 @@ class FloorActions:
             phone = await self._phone(meta)
             if phone:
                 await self.dialer.add_dnc([phone])  # a person's wish: every campaign
-                log.info("do-not-call request applied (call %s)", meta.call_id)
+                log.info("do-not-call request applied (call %s)", meta.call_uuid)
         elif isinstance(action, Ticket):
-            doc = {**action_to_dict(action), "call_id": meta.call_id, "at": time.time()}
+            doc = {**action_to_dict(action), "call_uuid": meta.call_uuid, "at": time.time()}
             await self.redis.rpush(TICKETS, json.dumps(doc))
         elif isinstance(action, Callback):
-            doc = {**action_to_dict(action), "call_id": meta.call_id,
+            doc = {**action_to_dict(action), "call_uuid": meta.call_uuid,
                    "campaign": meta.campaign, "lead": extra.get("lead"), "at": time.time()}
             await self.redis.zadd(CALLBACKS, {json.dumps(doc): time.time()})
         elif isinstance(action, WebhookMessage) and self.webhooks is not None:
-            self.webhooks.submit(action.event, {"call_id": meta.call_id, **action.payload})
+            self.webhooks.submit(action.event, {"call_uuid": meta.call_uuid, **action.payload})
         elif isinstance(action, Outcome) and action.converted and meta.campaign and state.variant:
-            await self.conversions.record_conversion(meta.campaign, state.variant, meta.call_id)
+            await self.conversions.record_conversion(meta.campaign, state.variant, meta.call_uuid)
 
     async def _phone(self, meta) -> str | None:
         """The number to block: the lead's (outbound), else the caller's."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from bots.demo_orders import find_order
 from bots.escalation import EscalationPolicy
+from bots.kb import KnowledgeBase
 from bots.script.engine import ScriptBot
 from bots.script.library import ScriptLibrary, UnknownScript
 from configs.settings import Settings
@@ -40,7 +41,6 @@ class BotRegistry:
     @staticmethod
     def _knowledge_base(settings: Settings):
         """BM25 in the call path: fast and without a second encoder per replica."""
-        from bots.kb import KnowledgeBase
 
         try:
             kb = KnowledgeBase.load(settings.kb.model_copy(update={"mode": "bm25"}),

@@ -14,6 +14,8 @@ import contextlib
 import logging
 from typing import Protocol
 
+from starlette.websockets import WebSocketDisconnect, WebSocketState
+
 from configs.settings import GatewaySettings
 from telephony import media_fork
 from telephony.call_session import CallRecorder, CallSession, TurnModels
@@ -54,7 +56,6 @@ class StarletteForkSocket:
     """A fork that came in through Serve's HTTP route."""
 
     def __init__(self, ws):
-        from starlette.websockets import WebSocketDisconnect
 
         self.ws = ws
         self._gone = (WebSocketDisconnect, RuntimeError, OSError)
@@ -87,7 +88,6 @@ class StarletteForkSocket:
             raise PeerGone(str(exc)) from None
 
     async def close(self, code: int, reason: str) -> None:
-        from starlette.websockets import WebSocketState
 
         with contextlib.suppress(*self._gone):
             if self.ws.application_state != WebSocketState.DISCONNECTED:

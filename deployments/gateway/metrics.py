@@ -49,18 +49,18 @@ class MeteredRecorder:
         self._started.inc()
         return await self.inner.call_started(meta)
 
-    async def turn(self, call_id: str, turn: TurnRecord, state: DialogState) -> None:
+    async def turn(self, call_uuid: str, turn: TurnRecord, state: DialogState) -> None:
         sample = turn.timing.measured() if turn.timing is not None else {}
         for stage, value in sample.items():
             self._stage.observe(value, tags={"stage": stage.removesuffix("_ms")})
         if sample:
             self._recent.append(sample)
-        await self.inner.turn(call_id, turn, state)
+        await self.inner.turn(call_uuid, turn, state)
 
-    async def call_ended(self, call_id: str, outcome: CallOutcome) -> None:
+    async def call_ended(self, call_uuid: str, outcome: CallOutcome) -> None:
         reason = str(outcome.reason or "unknown")[:40]
         self._ended.inc(tags={"reason": reason})
-        await self.inner.call_ended(call_id, outcome)
+        await self.inner.call_ended(call_uuid, outcome)
 
     def summary(self) -> dict[str, Any]:
         turns = list(self._recent)

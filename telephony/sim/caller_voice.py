@@ -7,6 +7,7 @@ a pitch tracker) can tell apart from the bot. Only one voice model ships with Ca
 
 from __future__ import annotations
 
+import importlib
 import json
 import threading
 from collections import OrderedDict
@@ -46,11 +47,13 @@ class CallerVoice:
         cpu_threads: int = 1,
         cache_size: int = 64,
     ):
-        import importlib
 
-        import onnxruntime
-        from piper.config import PiperConfig, SynthesisConfig
-        from piper.voice import PiperVoice
+        import onnxruntime  # heavy: loads onnxruntime
+        from piper.config import (  # heavy: loads piper
+            PiperConfig,
+            SynthesisConfig,
+        )
+        from piper.voice import PiperVoice  # heavy: loads piper
 
         if tempo <= 0:
             raise ValueError("tempo must be > 0")

@@ -89,7 +89,7 @@ class SimulatedCall:
 
 @dataclass
 class CallReport:
-    call_id: str
+    call_uuid: str
     turn_latency_s: list[float | None] = field(default_factory=list)
     bot_audio_s: float = 0.0
     bot_audio: bytearray = field(default_factory=bytearray)
@@ -106,7 +106,7 @@ class CallReport:
     def summary(self) -> dict[str, Any]:
         lat = [x for x in self.turn_latency_s if x is not None]
         return {
-            "call_id": self.call_id,
+            "call_uuid": self.call_uuid,
             "turns": len(self.turn_latency_s),
             "answered_turns": len(lat),
             "latency_s": [round(x, 3) for x in lat],
@@ -159,7 +159,7 @@ async def run_call(
     hooks: ForkHooks | None = None,
 ) -> CallReport:
     """Place one simulated call against `ws://host:port/media/<uuid>`."""
-    report = CallReport(call.meta.call_id)
+    report = CallReport(call.meta.call_uuid)
     started = time.monotonic()
     rate = call.meta.sample_rate
     frame_bytes = rate * FRAME_MS // 1000 * 2

@@ -80,7 +80,7 @@ def trim_silence(x: np.ndarray, rate: int, threshold_db: float = -45.0) -> np.nd
     return x[voiced[0] * frame : (voiced[-1] + 1) * frame]
 
 
-def build_call(scenario: Scenario, voice, call_id: str | None = None) -> SimulatedCall:
+def build_call(scenario: Scenario, voice, call_uuid: str | None = None) -> SimulatedCall:
     turns = []
     for line in scenario.lines:
         audio = voice.speak(line.text, 16000)
@@ -91,7 +91,7 @@ def build_call(scenario: Scenario, voice, call_id: str | None = None) -> Simulat
         turns.append(CallerTurn(trim_silence(audio, scenario.sample_rate), line.text,
                                 line.barge_in_after_s))
     meta = ForkMetadata(
-        call_id=call_id or str(uuid.uuid4()),
+        call_uuid=call_uuid or str(uuid.uuid4()),
         sample_rate=scenario.sample_rate,
         caller="+15550100" + str(len(scenario.lines)),
         callee="+15550199000",

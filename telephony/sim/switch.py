@@ -308,7 +308,7 @@ class SimulatedSwitch:
         """A call arrives for a bot number. The dialplan (configs/freeswitch/dialplan)
         marks it ``callfleet_bot``, answers and parks it; the ESL controller then starts
         its media fork, and `caller` talks on it."""
-        call_uuid = caller.meta.call_id
+        call_uuid = caller.meta.call_uuid
         channel = SimChannel(self, call_uuid, "inbound", destination,
                              {"origination_caller_id_number": caller_id, "callfleet_bot": bot})
         self.channels[call_uuid] = channel

@@ -32,8 +32,8 @@ async def bad_peer(url: str, frames: list, subprotocol: str | None = SUBPROTOCOL
     return None, ""
 
 
-def meta(call_id: str, **extra) -> str:
-    return json.dumps({"callId": call_id, "sampleRate": 8000, **extra})
+def meta(call_uuid: str, **extra) -> str:
+    return json.dumps({"callId": call_uuid, "sampleRate": 8000, **extra})
 
 
 CASES = {
@@ -49,13 +49,13 @@ CASES = {
 
 def test_each_bad_input_is_closed_with_a_reason_while_a_good_call_goes_on(cluster, caller_voice):
     good = SimulatedCall(
-        ForkMetadata(call_id=str(uuid.uuid4()), sample_rate=16000),
+        ForkMetadata(call_uuid=str(uuid.uuid4()), sample_rate=16000),
         [CallerTurn(trim_silence(caller_voice.speak("Where is my order?", 16000), 16000))],
         max_wait_s=30,
     )
 
     async def scenario():
-        good_task = asyncio.create_task(run_call(f"{cluster.media_url}/{good.meta.call_id}", good))
+        good_task = asyncio.create_task(run_call(f"{cluster.media_url}/{good.meta.call_uuid}", good))
         await asyncio.sleep(1.0)  # the good call is in progress
         results = {}
         for name, (frames, proto, _code, _reason) in CASES.items():

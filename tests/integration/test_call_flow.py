@@ -28,13 +28,13 @@ def words(text: str) -> str:
 
 def call_url(info, call: SimulatedCall, route: str = "media port") -> str:
     if route == "serve http route":  # through the Serve proxy instead of the media port
-        return f"{info.http_url.replace('http://', 'ws://')}/media/{call.meta.call_id}"
-    return f"{info.media_url}/{call.meta.call_id}"
+        return f"{info.http_url.replace('http://', 'ws://')}/media/{call.meta.call_uuid}"
+    return f"{info.media_url}/{call.meta.call_uuid}"
 
 
 def make_call(turns, rate=16000, playback="binary", **meta) -> SimulatedCall:
     return SimulatedCall(
-        ForkMetadata(call_id=str(uuid.uuid4()), sample_rate=rate, playback=playback,
+        ForkMetadata(call_uuid=str(uuid.uuid4()), sample_rate=rate, playback=playback,
                      direction="inbound", **meta),
         turns, max_wait_s=30,
     )
@@ -51,7 +51,7 @@ def test_real_speech_clip_is_transcribed_and_answered(cluster, shared_datasets, 
     assert report.error is None
     assert report.turn_latency_s and report.turn_latency_s[0] is not None, "bot never answered"
     assert report.bot_audio_s > 2.0  # greeting + answer, real audio
-    record = asyncio.run(fetch(cluster, call.meta.call_id))
+    record = asyncio.run(fetch(cluster, call.meta.call_uuid))
     said = words(record["turns"][0]["caller"]).split()
     reference = "he was not an ill disposed young man".split()
     assert word_error_rate(reference, said) <= 0.3, said
@@ -71,7 +71,7 @@ def test_phone_line_caller_gets_an_answer_by_intent(cluster, caller_voice):
     assert report.error is None
     assert report.play_audio_messages >= 3 and report.frames_received == 0
     assert report.hung_up_by == "bot" and report.close_code == 1000
-    record = asyncio.run(fetch(cluster, call.meta.call_id))
+    record = asyncio.run(fetch(cluster, call.meta.call_uuid))
     first, last = record["turns"][0], record["turns"][-1]
     assert "order" in words(first["caller"])
     assert first["intent"]["label"] == "order_status"
@@ -87,7 +87,7 @@ def test_barge_in_stops_the_bot(cluster, caller_voice):
     call = make_call([CallerTurn(speech, barge_in_after_s=1.0)])
     report = asyncio.run(run_call(call_url(cluster, call), call))
     assert report.kill_audio >= 1, "caller spoke over the greeting but playback was not killed"
-    record = asyncio.run(fetch(cluster, call.meta.call_id))
+    record = asyncio.run(fetch(cluster, call.meta.call_uuid))
     assert record["outcome"]["barge_ins"] >= 1
     assert record["outcome"]["cut"], "the interrupted greeting should be recorded as cut"
     assert record["turns"][0]["intent"]["label"] == "talk_to_human"
@@ -100,7 +100,7 @@ def test_silence_only_call_hangs_up_cleanly(cluster):
     call.max_wait_s = 3.0  # no answer is expected: do not wait long for one
     report = asyncio.run(run_call(call_url(cluster, call), call))
     assert report.error is None
-    record = asyncio.run(fetch(cluster, call.meta.call_id))
+    record = asyncio.run(fetch(cluster, call.meta.call_uuid))
     assert record["turns"] == []
     assert record["outcome"]["reason"] == "caller hung up"
 

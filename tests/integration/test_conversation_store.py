@@ -59,7 +59,7 @@ async def test_a_call_resumes_on_another_replica_where_it_was(store) -> None:
     orders = demo_orders.asgi_client()
     try:
         replica_a = ScriptBot(script, http=orders)
-        state = replica_a.new_state(call_id="call-7", customer={"name": "Ada"})
+        state = replica_a.new_state(call_uuid="call-7", customer={"name": "Ada"})
         await replica_a.start(state)
         await replica_a.on_turn(state, said(nlu, "where is my order"))
         assert await store.save("call-7", state)

@@ -58,13 +58,13 @@ def test_caller_dropping_mid_sentence_loses_nothing_and_disturbs_no_one(driver, 
     dropped, other = results[0].report, results[1].report
     assert dropped.hung_up_by == "caller" and dropped.turn_latency_s[-1] is None
     assert other.error is None and None not in other.turn_latency_s  # every turn answered
-    record = _call_context(cluster, dropper.meta.call_id)
+    record = _call_context(cluster, dropper.meta.call_uuid)
     assert record["status"] == "ended"
     assert len(record["turns"]) == len(dropper.turns) - 1  # the answered turns are kept
 
 
-def _call_context(info, call_id: str) -> dict:
-    return asyncio.run(fetch(info, call_id))
+def _call_context(info, call_uuid: str) -> dict:
+    return asyncio.run(fetch(info, call_uuid))
 
 
 def test_lost_event_socket_mid_call_recovers_and_keeps_records(driver, cluster_settings, calls):
@@ -124,7 +124,7 @@ def _bind(call, call_uuid):
     if call is not None:
         import dataclasses
 
-        call.meta = dataclasses.replace(call.meta, call_id=call_uuid)
+        call.meta = dataclasses.replace(call.meta, call_uuid=call_uuid)
     return call
 
 
@@ -150,7 +150,7 @@ def test_model_replica_dying_mid_call_does_not_drop_calls(driver, calls):
         assert r.bot_audio_s > 0
     # every call still has its record, ended, in Redis
     for _, call in plan:
-        assert _call_context(cluster, call.meta.call_id)["status"] == "ended"
+        assert _call_context(cluster, call.meta.call_uuid)["status"] == "ended"
 
 
 def test_turn_timings_are_exported_per_stage(driver):

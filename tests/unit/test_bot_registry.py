@@ -88,13 +88,13 @@ def folder(tmp_path: Path) -> Folder:
     return folder
 
 
-def call(call_id: str = "call-1", **extra: Any) -> ForkMetadata:
-    return ForkMetadata(call_id=call_id, sample_rate=8000, extra=extra)
+def call(call_uuid: str = "call-1", **extra: Any) -> ForkMetadata:
+    return ForkMetadata(call_uuid=call_uuid, sample_rate=8000, extra=extra)
 
 
 async def greeting(registry: BotRegistry, meta: ForkMetadata) -> str:
     bot = await registry.for_call(meta)
-    return (await bot.start(bot.new_state(call_id=meta.call_id))).text
+    return (await bot.start(bot.new_state(call_uuid=meta.call_uuid))).text
 
 
 def line_of(text: str, needle: str) -> int:
@@ -153,7 +153,7 @@ async def test_a_broken_edit_is_refused_and_the_previous_version_keeps_serving(
     assert await greeting(registry, call()) == "Front desk, good morning!"
     assert registry.status() == {"bots": ["front_desk", "promo"], "rejected": {}}
     # the call that was already running keeps the version it started with
-    assert (await running.start(running.new_state(call_id="running"))).text == \
+    assert (await running.start(running.new_state(call_uuid="running"))).text == \
         "Front desk, how can I help?"
 
 
@@ -168,7 +168,7 @@ async def test_with_reloads_off_an_edit_waits_for_the_next_start(folder: Folder)
 async def test_questions_off_the_script_are_answered_from_the_knowledge_base(
         folder: Folder) -> None:
     bot = await folder.registry().for_call(call())
-    state = bot.new_state(call_id="call-1")
+    state = bot.new_state(call_uuid="call-1")
     await bot.start(state)
     question = "How long does delivery take?"
     turn = await bot.on_turn(state, TurnInput(
@@ -184,7 +184,7 @@ async def test_without_a_knowledge_base_the_bots_still_serve(
         registry = folder.registry(shop_faq_path=str(tmp_path / "missing.yaml"))
     assert "knowledge base unavailable for FAQ answers" in caplog.text
     bot = await registry.for_call(call())
-    state = bot.new_state(call_id="call-1")
+    state = bot.new_state(call_uuid="call-1")
     assert (await bot.start(state)).text == "Front desk, how can I help?"
     turn = await bot.on_turn(state, TurnInput(
         "How long does delivery take?", IntentResult("oos", 0.9, out_of_scope=True),

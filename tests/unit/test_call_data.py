@@ -284,17 +284,17 @@ class Records:
     async def call_started(self, meta: ForkMetadata) -> ResumedCall | None:
         return self.resumed
 
-    async def turn(self, call_id: str, turn: TurnRecord, state: DialogState) -> None:
+    async def turn(self, call_uuid: str, turn: TurnRecord, state: DialogState) -> None:
         self.turns.append((turn, state.seq))
 
-    async def call_ended(self, call_id: str, outcome: CallOutcome) -> None:
+    async def call_ended(self, call_uuid: str, outcome: CallOutcome) -> None:
         self.outcome = outcome
 
 
 async def test_the_session_hands_over_the_whole_call_once(tmp_path: Path) -> None:
     (tmp_path / "intents.yaml").write_text(INTENTS)
     bot = ScriptBot(load_script_text(textwrap.dedent(SCRIPT), "front_desk.yaml", tmp_path))
-    state = bot.new_state(call_id="call-1")
+    state = bot.new_state(call_uuid="call-1")
     await bot.start(state)  # the earlier replica's opening
     earlier = TurnRecord(n=1, bot="How can I help?", bot_state="greet", caller="hm, well",
                          intent=IntentResult("oos", 0.2, out_of_scope=True), emotion=CROSS)

@@ -62,9 +62,9 @@ def db(server: EmbeddedRedis) -> Iterator[redis.Redis]:
     client.close()
 
 
-def meta(call_id: str = "call-1") -> ForkMetadata:
+def meta(call_uuid: str = "call-1") -> ForkMetadata:
     return ForkMetadata(
-        call_id=call_id,
+        call_uuid=call_uuid,
         sample_rate=8000,
         caller="+15551234567",
         callee="+15550100",
@@ -97,7 +97,7 @@ async def test_a_finished_call_can_be_read_back(recorder: RedisCallRecorder) -> 
     call = await recorder.get_call("call-1")
     assert call is not None
     assert call["status"] == "ended"
-    assert call["call_id"] == "call-1"
+    assert call["call_uuid"] == "call-1"
     assert call["direction"] == "inbound"
     assert call["campaign"] == "support"
     assert call["customer"] == {"name": "Ada"}
@@ -149,7 +149,7 @@ async def test_resuming_a_call_returns_its_stored_context(recorder: RedisCallRec
 
     call = await recorder.get_call("call-1")
     assert call is not None
-    assert call["call_id"] == "call-1"
+    assert call["call_uuid"] == "call-1"
     assert call["status"] == "bot"
     assert call["started_at"] == first["started_at"]  # still the original start
     assert [t["n"] for t in call["turns"]] == [1]
@@ -177,6 +177,33 @@ async def test_a_call_recorded_before_the_guarded_store_still_resumes(
     db.hset(call_key("call-1"), "state", context(4).to_json())  # where older gateways kept it
     resumed = await recorder.call_started(meta())
     assert resumed is not None and resumed.state == context(4)
+
+
+def legacy_record(db: redis.Redis) -> None:
+    """A call hash as a gateway wrote it before the id's field became ``call_uuid``."""
+    db.hset(call_key("call-1"), mapping={"call_id": "call-1", "status": "bot",
+                                         "sample_rate": 8000, "customer": "{}"})
+
+
+async def test_a_call_recorded_under_the_old_field_name_reads_as_call_uuid(
+    recorder: RedisCallRecorder, db: redis.Redis
+) -> None:
+    legacy_record(db)
+    call = await recorder.get_call("call-1")
+    assert call is not None
+    assert call["call_uuid"] == "call-1"
+    assert "call_id" not in call  # one name for readers
+
+
+async def test_resuming_an_old_record_leaves_one_name_in_redis(
+    recorder: RedisCallRecorder, db: redis.Redis
+) -> None:
+    legacy_record(db)
+    await recorder.call_started(meta())
+    assert db.hget(call_key("call-1"), "call_uuid") == "call-1"
+    assert not db.hexists(call_key("call-1"), "call_id")
+    call = await recorder.get_call("call-1")
+    assert call is not None and call["call_uuid"] == "call-1"
 
 
 # ---- Redis goes away mid-call -------------------------------------------------------------

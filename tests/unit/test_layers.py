@@ -55,3 +55,41 @@ def test_data_files_found_from_every_room() -> None:
     for path in (OUTBOUND_SCENARIOS, SHOP_DATA, DEFAULT_SCENARIOS, DEFAULT_DOMAIN_DATA,
                  DEFAULT_SAMPLE, _BOT_DATA, PROJECT / "bots" / "scripts"):
         assert path.exists(), path
+
+
+def _loaded(modules: str, heavy: tuple[str, ...]) -> list[str]:
+    probe = (f"import sys, {modules}\n"
+             f"print(' '.join(sorted(m for m in {heavy!r} if m in sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.split()
+
+
+def test_light_modules_stay_light() -> None:
+    """The settings schema loads no HTTP client, Ray or torch (a settings import once
+    dragged in the webhook sender and httpx); the call path's plain-Python modules load
+    neither Ray nor torch."""
+    assert _loaded("configs.settings, telephony.vad, bots.kb.settings",
+                   ("httpx", "ray", "torch", "transformers", "rich")) == []
+    assert _loaded("telephony.call_session, bots.kb, cluster.records.call_state",
+                   ("ray", "torch", "transformers")) == []
+
+
+def test_imports_inside_functions_say_why() -> None:
+    """An import inside a function is for a heavy optional dependency only (torch, Ray,
+    transformers ...), and says so on its line; everything else is imported at the top,
+    where import-linter and a reader see it."""
+    silent = []
+    for pkg in PACKAGES:
+        for path in (ROOT / pkg).rglob("*.py"):
+            lines = path.read_text().splitlines()
+            for node in ast.walk(ast.parse("\n".join(lines), str(path))):
+                if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    continue
+                for inner in ast.walk(node):
+                    if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                        span = lines[inner.lineno - 1:inner.end_lineno]
+                        if not any("#" in line for line in span):
+                            silent.append(f"{path.relative_to(ROOT)}:{inner.lineno}")
+    assert not silent, f"imports inside functions without a reason: {sorted(set(silent))}"

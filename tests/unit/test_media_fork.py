@@ -25,18 +25,18 @@ from telephony.media_fork import (
 pytestmark = pytest.mark.unit
 
 CALLER = "+15551234567"
-CALL_ID = "0b9c5f2e-3a41-4d7e-9d0f-4b1f6a2c7e10"
+CALL_UUID = "0b9c5f2e-3a41-4d7e-9d0f-4b1f6a2c7e10"
 
 
 def metadata(**fields) -> str:
-    doc = {"callId": CALL_ID, "sampleRate": 8000}
+    doc = {"callId": CALL_UUID, "sampleRate": 8000}
     doc.update(fields)
     return json.dumps({k: v for k, v in doc.items() if v is not ...})
 
 
-def rejected(text: str | bytes, url_call_id: str | None = None, **kw) -> ProtocolError:
+def rejected(text: str | bytes, url_call_uuid: str | None = None, **kw) -> ProtocolError:
     with pytest.raises(ProtocolError) as exc:
-        parse_metadata(text, url_call_id, **kw)
+        parse_metadata(text, url_call_uuid, **kw)
     return exc.value
 
 
@@ -55,9 +55,9 @@ def test_jambonz_metadata_is_parsed() -> None:
             callerName="Ada Lovelace",
             accountSid="AC123",
         ),
-        url_call_id=CALL_ID,
+        url_call_uuid=CALL_UUID,
     )
-    assert meta.call_id == CALL_ID
+    assert meta.call_uuid == CALL_UUID
     assert meta.sample_rate == 16000
     assert meta.caller == CALLER
     assert meta.callee == "+15557654321"
@@ -69,21 +69,21 @@ def test_jambonz_metadata_is_parsed() -> None:
     assert meta.extra == {"callerName": "Ada Lovelace", "accountSid": "AC123"}
 
 
-def test_call_sid_is_accepted_as_the_call_id() -> None:
+def test_call_sid_is_accepted_as_the_call_uuid() -> None:
     text = json.dumps({"callSid": "CA42", "sampleRate": 8000})
     meta = parse_metadata(text)
-    assert meta.call_id == "CA42"
+    assert meta.call_uuid == "CA42"
     assert meta.sample_rate == 8000
     assert meta.caller is None and meta.direction is None and meta.playback is None
     assert meta.customer == {} and meta.extra == {}
 
 
-def test_url_call_id_is_used_when_the_metadata_has_none() -> None:
-    assert parse_metadata(json.dumps({"sampleRate": 8000}), url_call_id="abc-1").call_id == "abc-1"
+def test_url_call_uuid_is_used_when_the_metadata_has_none() -> None:
+    assert parse_metadata(json.dumps({"sampleRate": 8000}), url_call_uuid="abc-1").call_uuid == "abc-1"
 
 
 def test_bytes_metadata_is_accepted() -> None:
-    assert parse_metadata(metadata().encode()).call_id == CALL_ID
+    assert parse_metadata(metadata().encode()).call_uuid == CALL_UUID
 
 
 def test_metadata_round_trips_through_to_json() -> None:
@@ -101,7 +101,7 @@ def test_metadata_round_trips_through_to_json() -> None:
 
 
 def test_minimal_metadata_round_trips() -> None:
-    meta = ForkMetadata(call_id="c1", sample_rate=8000)
+    meta = ForkMetadata(call_uuid="c1", sample_rate=8000)
     assert json.loads(meta.to_json()) == {"callId": "c1", "sampleRate": 8000, "mixType": "mono"}
     assert parse_metadata(meta.to_json()) == meta
 
@@ -122,7 +122,7 @@ def test_undecodable_metadata_bytes_are_invalid_payload() -> None:
 
 
 def test_json_array_metadata_is_invalid_payload() -> None:
-    err = rejected(json.dumps([{"callId": CALL_ID, "sampleRate": 8000}]))
+    err = rejected(json.dumps([{"callId": CALL_UUID, "sampleRate": 8000}]))
     assert err.close_code == CLOSE_INVALID_PAYLOAD
     assert "JSON object" in err.reason
 
@@ -162,15 +162,15 @@ def test_bad_playback_mode_is_refused() -> None:
     assert "playback" in err.reason
 
 
-def test_call_id_that_differs_from_the_url_is_refused() -> None:
-    err = rejected(metadata(), url_call_id="another-call")
+def test_call_uuid_that_differs_from_the_url_is_refused() -> None:
+    err = rejected(metadata(), url_call_uuid="another-call")
     assert err.close_code == CLOSE_POLICY
     assert "callId differs from the URL's call uuid" in err.reason
 
 
-@pytest.mark.parametrize("call_id", [..., "", "has space", 42, "x" * 129])
-def test_missing_or_malformed_call_id_is_refused(call_id) -> None:
-    err = rejected(metadata(callId=call_id))
+@pytest.mark.parametrize("call_uuid", [..., "", "has space", 42, "x" * 129])
+def test_missing_or_malformed_call_uuid_is_refused(call_uuid) -> None:
+    err = rejected(metadata(callId=call_uuid))
     assert err.close_code == CLOSE_POLICY
     assert "callId" in err.reason
 

@@ -25,7 +25,7 @@ from deployments.gateway import media_ws
 from deployments.gateway.media_server import MediaServer
 from deployments.gateway.media_ws import serve_media_fork
 from telephony import media_fork
-from telephony.call_session import CallRecorder, TurnModels
+from tests.fakes.call import FakeRecorder, FakeTurnModels
 from tests.fakes.fork_socket import FakeForkSocket
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
@@ -66,55 +66,6 @@ GREETING = "Hello, this is the front desk. How can I help?"
 SILENCE_20MS = b"\x00\x00" * 160  # one 8 kHz L16 frame
 
 
-class SpeakingModels(TurnModels):
-    """TurnModels whose TTS renders a reply as 40 ms of audio per reply; no speech turn
-    is driven here (keys only), so asking for ASR or NLU is a test failure."""
-
-    def __init__(self) -> None:
-        self.spoken: list[str] = []
-
-    @staticmethod
-    def pcm_of(text: str, sample_rate: int) -> bytes:
-        return bytes([len(text) % 251, 1]) * (sample_rate // 25)
-
-    async def transcribe(self, pcm16k: bytes) -> Any:
-        raise AssertionError("no speech is sent in these tests")
-
-    async def intent(self, text: str) -> Any:
-        raise AssertionError("no speech is sent in these tests")
-
-    async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> Any:
-        raise AssertionError("no speech is sent in these tests")
-
-    async def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]:
-        if text:
-            self.spoken.append(text)
-            yield text, self.pcm_of(text, sample_rate)
-
-
-class Records(CallRecorder):
-    """CallRecorder that keeps what it was told, per call."""
-
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.turns: dict[str, list[Any]] = {}
-        self.ended: dict[str, Any] = {}
-
-    async def call_started(self, meta: media_fork.ForkMetadata) -> dict[str, Any]:
-        self.started.append(meta.call_id)
-        return {}
-
-    async def turn(self, call_id: str, turn: Any, context: Any) -> None:
-        self.turns.setdefault(call_id, []).append(turn)
-
-    async def call_ended(self, call_id: str, outcome: Any) -> None:
-        self.ended[call_id] = outcome
-
-    def end_reason(self, call_id: str) -> str:
-        outcome = self.ended[call_id]
-        return outcome["reason"] if isinstance(outcome, dict) else outcome.reason
-
-
 class Bots:
     """The bot registry's port: one script for every call, or no usable script at all."""
 
@@ -123,7 +74,7 @@ class Bots:
         self.asked: list[str] = []
 
     async def for_call(self, meta: media_fork.ForkMetadata) -> ScriptBot:
-        self.asked.append(meta.call_id)
+        self.asked.append(meta.call_uuid)
         if self.bot is None:
             raise RuntimeError("no bot script is loaded")
         return self.bot
@@ -134,8 +85,8 @@ class Floor:
 
     def __init__(self, bots: Bots) -> None:
         self.settings = GatewaySettings()
-        self.models = SpeakingModels()
-        self.records = Records()
+        self.models = FakeTurnModels()  # no speech is sent here: ASR would fail the turn
+        self.records = FakeRecorder()
         self.bots = bots
 
     def run(self, sock: FakeForkSocket, call_uuid: str) -> asyncio.Task[str]:
@@ -154,8 +105,8 @@ def floor(bot: ScriptBot) -> Floor:
     return Floor(Bots(bot))
 
 
-def metadata(call_id: str, **fields: Any) -> str:
-    return json.dumps({"callId": call_id, "sampleRate": 8000, "direction": "inbound", **fields})
+def metadata(call_uuid: str, **fields: Any) -> str:
+    return json.dumps({"callId": call_uuid, "sampleRate": 8000, "direction": "inbound", **fields})
 
 
 def dtmf(digit: str) -> str:
@@ -170,11 +121,11 @@ async def until(check: Callable[[], bool], timeout_s: float = 5.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def greeted(floor: Floor, call_id: str) -> tuple[FakeForkSocket, asyncio.Task[str]]:
+async def greeted(floor: Floor, call_uuid: str) -> tuple[FakeForkSocket, asyncio.Task[str]]:
     """A fork that has sent its metadata and heard the whole greeting go out."""
     sock = FakeForkSocket()
-    sock.feed(metadata(call_id))
-    task = floor.run(sock, call_id)
+    sock.feed(metadata(call_uuid))
+    task = floor.run(sock, call_uuid)
     await until(lambda: "mark" in sock.command_types())
     return sock, task
 
@@ -240,7 +191,7 @@ async def test_no_usable_bot_script_ends_the_fork_with_an_internal_error() -> No
 
 async def test_the_greeting_plays_then_a_key_press_hands_the_call_to_a_person(floor: Floor) -> None:
     sock, task = await greeted(floor, "call-1")
-    assert sock.audio == SpeakingModels.pcm_of(GREETING, 8000)  # 40 ms, as two 20 ms frames
+    assert sock.audio == FakeTurnModels.pcm_of(GREETING, 8000)  # 40 ms, as two 20 ms frames
     assert {len(f) for f in sock.sent if isinstance(f, bytes)} == {320}
     sock.feed(*[SILENCE_20MS] * 5)  # the caller's line: accepted, nothing to answer
     sock.feed(json.dumps({"type": "mark", "data": {"name": "seg-1", "event": "playout"}}))
@@ -264,7 +215,7 @@ async def test_a_goodbye_in_play_audio_mode_disconnects_the_call(floor: Floor) -
     await until(lambda: "playAudio" in sock.command_types())
     greeting = sock.commands()[0]
     assert greeting.data["textContent"] == GREETING
-    assert greeting.audio() == (SpeakingModels.pcm_of(GREETING, 8000), 8000)
+    assert greeting.audio() == (FakeTurnModels.pcm_of(GREETING, 8000), 8000)
     sock.feed(dtmf("9"))
     assert await asyncio.wait_for(task, 10) == "bot closed the call"
     assert sock.command_types() == ["playAudio", "playAudio", "disconnect"]
@@ -360,7 +311,7 @@ async def test_on_the_media_port_a_bad_fork_is_closed_and_the_others_carry_on(
             connect(f"{media_port}/call-bad", subprotocols=[media_fork.SUBPROTOCOL]) as bad:
         await good.send(metadata("call-good"))
         await bad.send(metadata("call-bad"))
-        assert b"".join(await until_mark(good)) == SpeakingModels.pcm_of(GREETING, 8000)
+        assert b"".join(await until_mark(good)) == FakeTurnModels.pcm_of(GREETING, 8000)
         await until_mark(bad)
 
         await bad.send(b"\x00" * 3)

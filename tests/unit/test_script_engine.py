@@ -302,7 +302,7 @@ async def test_anger_hands_over_instead_of_answering(bot) -> None:
 
 async def test_a_resumed_call_continues_from_stored_json_on_another_bot(script, http) -> None:
     first = ScriptBot(script, http=http)
-    state = first.new_state(call_id="c-1", customer={"name": "Ada"})
+    state = first.new_state(call_uuid="c-1", customer={"name": "Ada"})
     await first.start(state)
     await first.on_turn(state, said("where's my order", "order_status"))
     stored = json.dumps(state.to_dict())  # what Redis holds

@@ -220,7 +220,7 @@ async def test_an_angry_caller_is_handed_over_with_a_brief(shop) -> None:
 
 
 async def test_price_objection_plays_the_discount_then_high_interest_goes_to_a_senior(promo) -> None:
-    call = promo(call_id="promo-1", customer={"name": "Sam"}, variant="regular")
+    call = promo(call_uuid="promo-1", customer={"name": "Sam"}, variant="regular")
     first = await call.start()
     assert first.text == "Hello, this is Alex calling from Fleet Mobile. Am I speaking with Sam?"
     offer = await call.say("yes speaking")
@@ -307,17 +307,17 @@ async def test_ab_variants_change_the_wording_and_conversions_are_counted(promo)
     seen = set()
     variants = {}
     for i in range(12):
-        call = promo(call_id=f"camp-{i}", customer={"name": "Sam"})
+        call = promo(call_uuid=f"camp-{i}", customer={"name": "Sam"})
         await call.start()
         offer = await call.say("yes speaking")
         seen.add(call.state.variant)
-        variants[call.state.call_id] = call.state.variant
+        variants[call.state.call_uuid] = call.state.variant
         assert ("This week only" in offer.text) == (call.state.variant == "limited_time")
-        await counter.record_call("spring", call.state.variant, call.state.call_id)
+        await counter.record_call("spring", call.state.variant, call.state.call_uuid)
         if i % 3 == 0:
             await call.say("oh okay that sounds great sign me up")
         if any(o.converted for o in call.actions(Outcome)):
-            await counter.record_conversion("spring", call.state.variant, call.state.call_id)
+            await counter.record_conversion("spring", call.state.variant, call.state.call_uuid)
     assert seen == {"regular", "limited_time"}
     report = await counter.report("spring")
     assert sum(s.calls for s in report.values()) == 12

@@ -23,11 +23,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 from training.conversion.data import CATEGORIES, NUMERIC
 from training.errors import TrainingInputError
-from training.models.registry import ModelRegistry, VersionInfo, sha256_file
+from training.models.registry import ModelNotFoundError, ModelRegistry, VersionInfo, sha256_file
 
 __all__ = ["ConversionModel", "encode_leads", "reliability_table", "train_conversion"]
 
@@ -111,10 +113,8 @@ def reliability_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict
 
 
 def _calibration_png(table: list[dict[str, float]], path: Path, title: str) -> None:
-    import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
@@ -137,9 +137,13 @@ def train_conversion(
     rounds: int = 600,
 ) -> VersionInfo:
     """Train, evaluate and commit a ``conversion`` version; returns it."""
-    import xgboost as xgb
-    from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score
-    from sklearn.model_selection import train_test_split
+    import xgboost as xgb  # heavy: loads xgboost
+    from sklearn.metrics import (  # heavy: loads sklearn
+        brier_score_loss,
+        log_loss,
+        roc_auc_score,
+    )
+    from sklearn.model_selection import train_test_split  # heavy: loads sklearn
 
     started = time.perf_counter()
     data_path = Path(data_path)
@@ -198,11 +202,10 @@ class ConversionModel:
     """
 
     def __init__(self, model_dir: str | os.PathLike):
-        import xgboost as xgb
+        import xgboost as xgb  # heavy: loads xgboost
 
         model_dir = Path(model_dir)
         if not (model_dir / MODEL_FILE).is_file():
-            from training.models.registry import ModelNotFoundError
 
             raise ModelNotFoundError(f"{model_dir} holds no conversion model ({MODEL_FILE})")
         spec = json.loads((model_dir / FEATURES_FILE).read_text())

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from rich.console import Console
 
 from training.emotion.goemotions import (
     DEFAULT_SAMPLE,
@@ -36,7 +37,10 @@ from training.emotion.goemotions import (
     read_goemotions,
     read_sample,
 )
+from training.models.encoder import SentenceEncoder
+from training.models.loading import ENCODER_PACKAGE, encoder_package_version, torch_threads
 from training.models.registry import ModelRegistry, VersionInfo, sha256_file
+from training.progress import stage_bar
 
 __all__ = ["DEFAULT_EMOTION_DATA", "build_default_emotion_model", "load_domain_examples"]
 
@@ -83,13 +87,15 @@ def build_default_emotion_model(
     `default_goemotions_dir`). The new version is promoted when `promote` is set or no
     emotion version is promoted yet.
     """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import accuracy_score, classification_report, f1_score
-    from sklearn.model_selection import train_test_split
+    from sklearn.linear_model import LogisticRegression  # heavy: loads sklearn
+    from sklearn.metrics import (  # heavy: loads sklearn
+        accuracy_score,
+        classification_report,
+        f1_score,
+    )
+    from sklearn.model_selection import train_test_split  # heavy: loads sklearn
 
-    from training.models.emotion import CLASSIFIER_FILE
-    from training.models.encoder import SentenceEncoder
-    from training.models.loading import ENCODER_PACKAGE, encoder_package_version, torch_threads
+    from training.models.emotion import CLASSIFIER_FILE  # heavy: loads torch
 
     report = progress or (lambda stage, fraction: None)
     started = time.perf_counter()
@@ -217,8 +223,8 @@ def _embed(encoder, texts: list[str], report: Progress) -> np.ndarray:
 def _domain_cv_macro_f1(fit, x_fit, y_fit, n_general: int, seed: int) -> float | None:
     """5-fold CV over the in-domain rows (which follow the `n_general` GoEmotions rows);
     every fold keeps all GoEmotions rows in the fit. None when there is no domain data."""
-    from sklearn.metrics import f1_score
-    from sklearn.model_selection import StratifiedKFold
+    from sklearn.metrics import f1_score  # heavy: loads sklearn
+    from sklearn.model_selection import StratifiedKFold  # heavy: loads sklearn
 
     y_domain = y_fit[n_general:]
     if len(y_domain) < 10:
@@ -242,9 +248,7 @@ def _check_head_matches(head: dict, classifier, sample: np.ndarray) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
 
-    from training.progress import stage_bar
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, required=True, help="model registry folder")

@@ -17,8 +17,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from training.emotion.default import build_default_emotion_model
 from training.emotion.goemotions import EMOTION_CLASSES, read_goemotions, read_sample, sample_rows
 from training.errors import TrainingInputError
+from training.intent.scoring import write_per_class_report
 from training.models.registry import ModelRegistry, VersionInfo
 
 __all__ = ["evaluate_emotion", "read_emotion_rows", "train_emotion"]
@@ -56,7 +58,6 @@ def train_emotion(
     progress: Progress | None = None,
 ) -> VersionInfo:
     """Train on a balanced draw of `per_class` rows per class (0 = every row)."""
-    from training.emotion.default import build_default_emotion_model
 
     data_path = Path(data_path)
     rows = read_emotion_rows(data_path)
@@ -75,10 +76,12 @@ def evaluate_emotion(
     model_dir: str | os.PathLike, data_path: str | os.PathLike, *, report_dir: Path | None = None
 ) -> dict[str, Any]:
     """Text-only macro-F1 / accuracy / per-class report of an emotion version."""
-    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.metrics import (  # heavy: loads sklearn
+        accuracy_score,
+        f1_score,
+    )
 
-    from training.intent.scoring import write_per_class_report
-    from training.models.emotion import EmotionClassifier
+    from training.models.emotion import EmotionClassifier  # heavy: loads torch
 
     started = time.perf_counter()
     model_dir, data_path = Path(model_dir), Path(data_path)

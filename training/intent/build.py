@@ -22,11 +22,13 @@ import torch
 
 from training.intent.config import IntentTrainConfig
 from training.intent.data import IntentDataError, LabelledTexts, carve_splits, read_intent_file
+from training.intent.ray_train import fit_on_ray
 from training.intent.scoring import decide, score_predictions, tune_oos_threshold
-from training.intent.trainer import FitResult, predict_proba, seed_everything, tokenize
+from training.intent.trainer import FitResult, fine_tune, predict_proba, seed_everything, tokenize
 from training.models.intent_head import load_base_classifier
-from training.models.loading import torch_threads
+from training.models.loading import quiet_transformers, torch_threads
 from training.models.registry import ModelRegistry, VersionInfo, sha256_file
+from training.onnx_export import export_intent_onnx
 
 __all__ = ["DEFAULT_HOLDOUT", "IntentBuildOptions", "load_base", "resolve_holdout", "train_intent"]
 
@@ -103,7 +105,6 @@ def train_intent(
 
         train_tok, val_tok = rows(train_rows), rows(val_rows)
         if options.workers:
-            from training.intent.ray_train import fit_on_ray
 
             fit, model = fit_on_ray(options, config, labels, train_rows, val_rows, report)
         else:
@@ -113,13 +114,11 @@ def train_intent(
         metrics, threshold = _score(model, tokenizer, labels, config, val_tok, val_rows,
                                     hold_rows, data.evaluation, rows)
         report("saving", 0.95)
-        from training.models.loading import quiet_transformers
 
         with quiet_transformers():
             model.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
         if options.onnx:
-            from training.onnx_export import export_intent_onnx
 
             report("exporting ONNX", 0.96)
             metrics.update(export_intent_onnx(staging, sample_texts=val_rows.texts[:64] or train_rows.texts[:64]))
@@ -151,7 +150,6 @@ def train_intent(
 
 
 def _fit_local(model, tokenizer, train_tok, val_tok, config, report) -> FitResult:
-    from training.intent.trainer import fine_tune
 
     return fine_tune(model, tokenizer, train_tok, val_tok if len(val_tok) else None, config, report)
 

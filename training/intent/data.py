@@ -218,7 +218,7 @@ def carve_splits(
     Classes too small to stratify (fewer than 2 rows in a split) go to training whole,
     so a rare intent never vanishes from the training rows.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # heavy: loads sklearn
 
     if not 0 <= validation < 1 or not 0 <= holdout < 1 or validation + holdout >= 0.9:
         raise IntentDataError(

@@ -24,8 +24,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+from rich.console import Console
 
+from training.intent.trainer import IntentTrainConfig, fine_tune, tokenize
+from training.models.loading import minilm_path, quiet_transformers, torch_threads
 from training.models.registry import ModelRegistry, VersionInfo, sha256_file
+from training.progress import stage_bar
 
 __all__ = [
     "DEFAULT_INTENT_DATA",
@@ -125,9 +129,8 @@ def build_default_intent_model(
     version is promoted when `promote`, or when no intent version is promoted yet. Torch's
     thread count is set to `cpu_threads` for the build and restored afterwards.
     """
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # heavy: loads sklearn
 
-    from training.models.loading import minilm_path, quiet_transformers, torch_threads
 
     config = IntentTrainingConfig(epochs=epochs, seed=seed)
     report = progress or (lambda stage, fraction: None)
@@ -144,7 +147,10 @@ def build_default_intent_model(
         report("loading MiniLM", 0.02)
         base = minilm_path()
         with quiet_transformers():  # sets HF_HUB_OFFLINE before transformers is imported
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+            from transformers import (  # after the offline switches above
+                AutoModelForSequenceClassification,
+                AutoTokenizer,
+            )
 
             tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
             model = AutoModelForSequenceClassification.from_pretrained(
@@ -202,7 +208,6 @@ def _train(
 ) -> list[float]:
     """The shared loop (`training.intent.trainer.fine_tune`) with this build's settings:
     every epoch runs (no validation split; the hold-out is scored afterwards)."""
-    from training.intent.trainer import IntentTrainConfig, fine_tune, tokenize
 
     shared = IntentTrainConfig(
         epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,
@@ -231,9 +236,7 @@ def _seed_everything(seed: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rich.console import Console
 
-    from training.progress import stage_bar
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--registry", type=Path, required=True, help="model registry folder")

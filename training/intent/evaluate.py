@@ -98,7 +98,7 @@ def evaluate_intent(
 ) -> dict[str, Any]:
     """Score the version in `model_dir`; write per-class report + confusion PNG; return the
     summary (accuracy, macro_f1, n, and in_scope_accuracy / oos_recall when OOS rows exist)."""
-    from training.models.intent import IntentClassifier
+    from training.models.intent import IntentClassifier  # heavy: loads torch
 
     started = time.perf_counter()
     model_dir, data_path = Path(model_dir), Path(data_path)

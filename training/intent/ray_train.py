@@ -23,9 +23,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from training.intent.config import IntentTrainConfig
 from training.intent.data import LabelledTexts
-from training.intent.trainer import FitResult
+from training.intent.trainer import FitResult, Shard, fine_tune, seed_everything, tokenize
+from training.models.loading import quiet_transformers
 
 __all__ = ["fit_on_ray"]
 
@@ -38,11 +41,10 @@ FIT_FILE = "fit.json"
 def fit_on_ray(options, config: IntentTrainConfig, labels: list[str], train: LabelledTexts,
                validation: LabelledTexts, report: Progress):
     """Train on `options.workers` Ray Train workers; returns (FitResult, trained model)."""
-    import ray
-    from ray.train import RunConfig, ScalingConfig
-    from ray.train.torch import TorchConfig, TorchTrainer
+    import ray  # heavy: loads ray
+    from ray.train import RunConfig, ScalingConfig  # heavy: loads ray
+    from ray.train.torch import TorchConfig, TorchTrainer  # heavy: loads ray
 
-    from training.models.loading import quiet_transformers
 
     started_here = False
     if not ray.is_initialized():
@@ -78,7 +80,9 @@ def fit_on_ray(options, config: IntentTrainConfig, labels: list[str], train: Lab
             raise RuntimeError(f"Ray Train finished without a checkpoint: {result.error}")
         with result.checkpoint.as_directory() as folder:
             with quiet_transformers():
-                from training.models.intent_head import load_classifier
+                from training.models.intent_head import (
+                    load_classifier,  # after the offline switches above
+                )
 
                 model = load_classifier(folder)
             fit = FitResult(**json.loads((Path(folder) / FIT_FILE).read_text()))
@@ -92,13 +96,10 @@ def fit_on_ray(options, config: IntentTrainConfig, labels: list[str], train: Lab
 
 def _train_worker(loop_config: dict[str, Any]) -> None:
     """Body of each Ray Train worker (runs in the worker process; imports are local)."""
-    import ray.train
-    import ray.train.torch
-    import torch
+    import ray.train  # heavy: loads ray
+    import ray.train.torch  # heavy: loads ray
 
-    from training.intent.trainer import Shard, fine_tune, seed_everything, tokenize
-    from training.models.intent_head import load_base_classifier
-    from training.models.loading import quiet_transformers
+    from training.models.intent_head import load_base_classifier  # heavy: loads transformers, scipy
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()

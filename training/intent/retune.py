@@ -19,6 +19,7 @@ from typing import Any
 
 from training.errors import TrainingInputError
 from training.intent.data import carve_splits, read_intent_file
+from training.intent.evaluate import classifier_probs
 from training.intent.scoring import decide, score_predictions, tune_oos_threshold
 from training.models.registry import META_FILE, ModelRegistry, VersionInfo, sha256_file
 
@@ -33,8 +34,7 @@ def retune_threshold(
     promote: bool = False,
 ) -> VersionInfo:
     """Commit a copy of `version` whose ``oos_threshold`` is re-tuned; return it."""
-    from training.intent.evaluate import classifier_probs
-    from training.models.intent import IntentClassifier
+    from training.models.intent import IntentClassifier  # heavy: loads torch
 
     started = time.perf_counter()
     source = registry.get("intent", version)

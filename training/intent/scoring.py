@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 
 from training.intent.data import OOS_LABEL
@@ -45,7 +47,7 @@ def score_predictions(
 ) -> dict[str, Any]:
     """accuracy, macro_f1 (over the gold and predicted classes), n; plus in-scope accuracy,
     OOS recall and precision when the gold labels contain out-of-scope rows."""
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score  # heavy: loads sklearn
 
     gold_arr, pred_arr = np.asarray(gold, dtype=object), np.asarray(predicted, dtype=object)
     if len(gold_arr) != len(pred_arr):
@@ -105,7 +107,7 @@ def write_per_class_report(
     gold: Sequence[str], predicted: Sequence[str], out_dir: str | os.PathLike
 ) -> tuple[Path, Path]:
     """``per_class.csv`` and ``per_class.json``: precision, recall, F1 and support per intent."""
-    from sklearn.metrics import precision_recall_fscore_support
+    from sklearn.metrics import precision_recall_fscore_support  # heavy: loads sklearn
 
     classes = sorted(set(gold) | set(predicted))
     precision, recall, f1, support = precision_recall_fscore_support(
@@ -131,11 +133,9 @@ def write_confusion_png(
     gold: Sequence[str], predicted: Sequence[str], path: str | os.PathLike, title: str
 ) -> Path:
     """Row-normalised confusion matrix; for many classes a large figure without cell numbers."""
-    import matplotlib
 
     matplotlib.use("Agg")  # no display on servers; must precede pyplot
-    import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix
+    from sklearn.metrics import confusion_matrix  # heavy: loads sklearn
 
     classes = sorted(set(gold) | set(predicted))
     matrix = confusion_matrix(list(gold), list(predicted), labels=classes).astype(float)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.models.loading import ENCODER_PACKAGE
+from training.models.loading import ENCODER_PACKAGE, quiet_transformers, resolve_device
 
 __all__ = ["EncoderUnavailableError", "Progress", "SentenceEncoder"]
 
@@ -39,11 +39,10 @@ class SentenceEncoder:
     def __init__(self, model_dir: str | os.PathLike | None = None, *, max_length: int = 256,
                  batch_size: int = 32, device: str = "cpu", cpu_threads: int | None = None):
         try:
-            import torch  # heavy: only when an encoder is built
+            import torch  # heavy: only when an encoder is built; optional for BM25-only use
 
-            from training.models.loading import quiet_transformers, resolve_device
             with quiet_transformers():
-                from transformers import AutoModel, AutoTokenizer
+                from transformers import AutoModel, AutoTokenizer  # heavy; after offline switches
         except ImportError as exc:
             raise EncoderUnavailableError(
                 f"the sentence encoder needs torch and transformers ({exc})") from None

@@ -89,9 +89,12 @@ class IntentClassifier:
         if self.device.type == "cpu":
             torch.set_num_threads(cpu_threads)
         with quiet_transformers():
-            from transformers import AutoConfig, AutoTokenizer
+            from transformers import (  # after the offline switches above
+                AutoConfig,
+                AutoTokenizer,
+            )
 
-            from training.models.intent_head import register
+            from training.models.intent_head import register  # after the offline switches above
 
             register()  # versions with the mean head have their own model type
             self.tokenizer = AutoTokenizer.from_pretrained(model_dir, local_files_only=True)
@@ -104,7 +107,9 @@ class IntentClassifier:
             self._input_names = [i.name for i in self._session.get_inputs()]
         else:
             with quiet_transformers():
-                from training.models.intent_head import load_classifier
+                from training.models.intent_head import (
+                    load_classifier,  # after the offline switches above
+                )
 
                 self._model = load_classifier(model_dir)
             self._model.to(self.device).eval()
@@ -167,7 +172,7 @@ NOTHING_SAID = IntentResult(OOS_LABEL, 0.0, [(OOS_LABEL, 0.0)], True)
 
 
 def _onnx_session(path: Path, cpu_threads: int):
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy: loads onnxruntime
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = cpu_threads

