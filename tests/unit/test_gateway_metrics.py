@@ -1,0 +1,170 @@
+"""Turn metrics on the gateway (`deployments.gateway.metrics.MeteredRecorder`): p50/p95 per
+stage over the recent window (what `GET /metrics/turns` and `callfleet status` show), the
+Prometheus histogram and call counters, and that every record still reaches the real
+recorder. Ray's metric objects are swapped for in-process ones to read them back; one test
+keeps the real ones and checks they need no Ray worker (nothing starts Ray here)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import ray
+
+from bots.script.state import DialogState
+from deployments.gateway import metrics as gateway_metrics
+from deployments.gateway.metrics import MeteredRecorder
+from telephony.call_data import STAGES, CallOutcome, Handover, ResumedCall, TurnRecord, TurnTiming
+from telephony.media_fork import ForkMetadata
+from tests.fakes.call import FakeRecorder
+
+pytestmark = pytest.mark.unit
+
+META = ForkMetadata(call_uuid="call-1", sample_rate=8000)
+STATE = DialogState(script="shop")
+STAGE_NAMES = [s.removesuffix("_ms") for s in STAGES]
+
+
+class _Metric:
+    def __init__(self, name: str, description: str = "", boundaries: Any = None,
+                 tag_keys: tuple[str, ...] = ()) -> None:
+        self.name, self.boundaries, self.tag_keys = name, boundaries, tuple(tag_keys)
+        self.values: list[tuple[float, dict[str, str]]] = []
+
+    def by_tag(self, key: str) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for value, tags in self.values:
+            out.setdefault(tags.get(key, ""), []).append(value)
+        return out
+
+
+class FakeHistogram(_Metric):
+    def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
+        self.values.append((value, dict(tags or {})))
+
+
+class FakeCounter(_Metric):
+    def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
+        self.values.append((value, dict(tags or {})))
+
+
+class FakeMetrics:
+    """Stands in for `ray.util.metrics`; keeps every metric made, by name."""
+
+    def __init__(self) -> None:
+        self.made: dict[str, _Metric] = {}
+
+    def Histogram(self, name: str, **kwargs: Any) -> FakeHistogram:  # noqa: N802 - Ray's name
+        return self.made.setdefault(name, FakeHistogram(name, **kwargs))
+
+    def Counter(self, name: str, **kwargs: Any) -> FakeCounter:  # noqa: N802 - Ray's name
+        return self.made.setdefault(name, FakeCounter(name, **kwargs))
+
+
+@pytest.fixture
+def exported(monkeypatch: pytest.MonkeyPatch) -> FakeMetrics:
+    fake = FakeMetrics()
+    monkeypatch.setattr(gateway_metrics, "metrics", fake)
+    return fake
+
+
+def speech_turn(n: int, ms: float, first_audio: bool = True) -> TurnRecord:
+    """A spoken turn whose stages end `ms`, 2·ms, … after the caller stopped."""
+    timing = TurnTiming(endpoint_ms=ms, prep_ms=2 * ms, asr_ms=3 * ms, asr_engine_ms=ms,
+                        nlu_ms=4 * ms, bot_ms=5 * ms,
+                        first_audio_ms=6 * ms if first_audio else None)
+    return TurnRecord(n=n, bot="ok", bot_state="s", caller="hi", timing=timing)
+
+
+# ---- p50 / p95 per stage ------------------------------------------------------------------------
+
+
+async def test_the_summary_gives_p50_and_p95_per_stage_over_recent_turns(exported) -> None:
+    recorder = MeteredRecorder(FakeRecorder())
+    for i in range(1, 101):  # endpoint 1..100 ms, first audio 6..600 ms
+        await recorder.turn("call-1", speech_turn(i, float(i)), STATE)
+    summary = recorder.summary()
+    assert summary["turns"] == 100
+    assert list(summary) == ["turns", *STAGE_NAMES]
+    assert summary["endpoint"] == {"p50_ms": 50.5, "p95_ms": 95.0}
+    assert summary["asr"] == {"p50_ms": 151.5, "p95_ms": 285.1}
+    assert summary["first_audio"] == {"p50_ms": 303.0, "p95_ms": 570.3}
+
+
+async def test_the_window_keeps_only_the_latest_turns(exported) -> None:
+    recorder = MeteredRecorder(FakeRecorder(), window=10)
+    for ms in [5000.0] * 50 + [100.0] * 10:  # a slow start, then ten quick turns
+        await recorder.turn("call-1", speech_turn(1, ms), STATE)
+    summary = recorder.summary()
+    assert summary["turns"] == 10
+    assert summary["endpoint"] == {"p50_ms": 100.0, "p95_ms": 100.0}
+
+
+async def test_keys_silence_and_unmeasured_stages_do_not_skew_the_figures(exported) -> None:
+    recorder = MeteredRecorder(FakeRecorder())
+    assert recorder.summary() == {"turns": 0, **{s: {"p50_ms": None, "p95_ms": None}
+                                                  for s in STAGE_NAMES}}
+    await recorder.turn("call-1", TurnRecord(n=1, bot="Hours?", bot_state="s", dtmf="1"), STATE)
+    await recorder.turn("call-1", TurnRecord(n=1, bot="Hello?", bot_state="s", no_input=True),
+                        STATE)
+    await recorder.turn("call-1", speech_turn(2, 10.0, first_audio=False), STATE)  # cut short
+    await recorder.turn("call-1", speech_turn(3, 30.0), STATE)
+    summary = recorder.summary()
+    assert summary["turns"] == 2
+    assert summary["endpoint"] == {"p50_ms": 20.0, "p95_ms": 29.0}
+    assert summary["first_audio"] == {"p50_ms": 180.0, "p95_ms": 180.0}  # only the one heard
+
+
+# ---- what Prometheus gets -------------------------------------------------------------------------
+
+
+async def test_each_measured_stage_is_observed_in_the_histogram(exported) -> None:
+    recorder = MeteredRecorder(FakeRecorder())
+    await recorder.turn("call-1", speech_turn(1, 10.0, first_audio=False), STATE)
+    await recorder.turn("call-1", TurnRecord(n=2, bot="x", bot_state="s", dtmf="5"), STATE)
+    stage = exported.made["callfleet_turn_stage_ms"]
+    assert stage.tag_keys == ("stage",) and stage.boundaries[0] == 50
+    assert stage.by_tag("stage") == {"endpoint": [10.0], "prep": [20.0], "asr": [30.0],
+                                     "asr_engine": [10.0], "nlu": [40.0], "bot": [50.0]}
+
+
+async def test_calls_started_and_ended_are_counted_with_the_reason(exported) -> None:
+    recorder = MeteredRecorder(FakeRecorder())
+    for reason in ("escalated", "caller hung up", "escalated", "",
+                   "protocol error: " + "x" * 80):
+        await recorder.call_started(META)
+        await recorder.call_ended("call-1", CallOutcome(reason=reason))
+    started = exported.made["callfleet_calls_started"]
+    ended = exported.made["callfleet_calls_ended"]
+    assert sum(v for v, _ in started.values) == 5
+    assert {k: len(v) for k, v in ended.by_tag("reason").items()} == {
+        "escalated": 2, "caller hung up": 1, "unknown": 1, ("protocol error: " + "x" * 80)[:40]: 1}
+
+
+# ---- delegation ----------------------------------------------------------------------------------
+
+
+async def test_every_record_reaches_the_real_recorder_unchanged(exported) -> None:
+    resumed = ResumedCall(DialogState(script="shop", state="order"), ())
+    inner = FakeRecorder({"call-1": resumed})
+    inner.redis = "the inner recorder's client"  # e.g. what the gateway's health check pings
+    recorder = MeteredRecorder(inner)
+    assert await recorder.call_started(META) is resumed
+    turn = speech_turn(1, 10.0)
+    await recorder.turn("call-1", turn, STATE)
+    outcome = CallOutcome("escalated", Handover("caller pressed zero"), turns=1)
+    await recorder.call_ended("call-1", outcome)
+    assert inner.started == ["call-1"] and inner.turns == {"call-1": [turn]}
+    assert inner.endings == [("call-1", outcome)]
+    assert recorder.redis == "the inner recorder's client"
+
+
+async def test_rays_metric_objects_work_without_a_ray_worker() -> None:
+    # the real ray.util.metrics: made and used in a process that never called ray.init
+    assert not ray.is_initialized()
+    recorder = MeteredRecorder(FakeRecorder())
+    await recorder.call_started(META)
+    await recorder.turn("call-1", speech_turn(1, 10.0), STATE)
+    await recorder.call_ended("call-1", CallOutcome())
+    assert recorder.summary()["turns"] == 1
+    assert not ray.is_initialized()  # recording did not start or join a cluster
