@@ -6,7 +6,6 @@ by the simulator's caller voice."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -43,11 +42,10 @@ class SimulatedSwitchService:
 
     async def _callee(self, destination: str, call_uuid: str, rate: int, kind: str):
         from telephony.sim.caller_voice import CallerVoice  # heavy: loads scipy
-        from telephony.sim.scenarios import build_call  # heavy: loads scipy
+        from telephony.sim.scenarios import build_call, scenario_for  # heavy: loads scipy
 
-        digest = int(hashlib.sha1(destination.encode()).hexdigest(), 16)
-        scenario = self.scenarios[digest % len(self.scenarios)]
-        scenario = scenario.model_copy(update={"sample_rate": rate})
+        scenario = scenario_for(self.scenarios, destination).model_copy(
+            update={"sample_rate": rate})
         if self._voice is None:
             self._voice = await asyncio.to_thread(CallerVoice)
         return await asyncio.to_thread(build_call, scenario, self._voice, call_uuid)

@@ -4,6 +4,7 @@ audibly different from the bot's) and, for 8 kHz calls, passed through a phone l
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 from typing import Any, Literal
@@ -64,6 +65,13 @@ def load_scenarios(path: str | Path | None = None) -> list[Scenario]:
     if problems:
         raise ScenarioError(f"{path}: invalid scenario(s):\n  - " + "\n  - ".join(problems))
     return scenarios
+
+
+def scenario_for(scenarios: list[Scenario], number: str) -> Scenario:
+    """The callee a dialled number reaches: fixed per number (a hash of it), so a test or
+    a demo can choose numbers that reach the scenarios it needs."""
+    digest = int(hashlib.sha1(number.encode()).hexdigest(), 16)
+    return scenarios[digest % len(scenarios)]
 
 
 def trim_silence(x: np.ndarray, rate: int, threshold_db: float = -45.0) -> np.ndarray:
