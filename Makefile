@@ -22,11 +22,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
+# Two pytest-xdist workers: the integration tests (one shared cluster) on one, the model
+# tests on the other, unit tests spread over both (tests/conftest.py groups them).
 test: setup
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup tests
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -m "unit" tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 -m "unit" tests
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -29,10 +29,10 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster.runtime.lifecycle import connect_ray, read_info  # noqa: E402
-from cluster.sim.results import percentile, summarize
+from cluster.sim.results import summarize  # noqa: E402
 from cluster.sim.simulate import place  # noqa: E402
 from configs.settings import load_settings  # noqa: E402
-from telephony.call_data import STAGES  # noqa: E402
+from telephony.call_data import STAGES, percentile  # noqa: E402
 from telephony.sim.caller_voice import CallerVoice  # noqa: E402
 from telephony.sim.scenarios import build_call, load_scenarios  # noqa: E402
 

@@ -32,7 +32,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from bots.kb import EmbeddingCache, KnowledgeBase, KnowledgeBaseSettings  # noqa: E402
 from bots.kb.articles import load_abcd, load_shop_faq  # noqa: E402
-from cluster.sim.results import percentile  # noqa: E402
+from telephony.call_data import percentile  # noqa: E402
 
 #: (query, ids that count as right). Phrased as callers and agents say things.
 QUERIES: list[tuple[str, set[str]]] = [

@@ -25,9 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cluster.records.call_state import RedisCallRecorder  # noqa: E402
 from cluster.runtime.lifecycle import down, read_info, up  # noqa: E402
-from cluster.sim.results import percentile  # noqa: E402
 from configs.settings import load_settings  # noqa: E402
 from telephony import codecs  # noqa: E402
+from telephony.call_data import percentile  # noqa: E402
 from telephony.media_fork import ForkMetadata  # noqa: E402
 from telephony.sim.fork_client import CallerTurn, SimulatedCall, run_call  # noqa: E402
 from telephony.sim.scenarios import trim_silence  # noqa: E402

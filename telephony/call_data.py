@@ -31,6 +31,7 @@ __all__ = [
     "TurnProsody",
     "TurnRecord",
     "TurnTiming",
+    "percentile",
 ]
 
 DEFAULT_HANDOVER_REASON = "bot asked for a person"
@@ -57,6 +58,18 @@ class TurnTiming:
 
 #: the turn stages in order, as metrics, records and benchmarks name them
 STAGES: tuple[str, ...] = tuple(f.name for f in fields(TurnTiming))
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile of latencies (`q` in 0..1); None for no values. The
+    one definition the gateway's turn metrics, the call simulator and the benchmarks
+    share, so their p50/p95 figures agree."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
 @dataclass(frozen=True)

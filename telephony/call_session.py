@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from bots.script.engine import ScriptBot
@@ -35,6 +35,7 @@ log = logging.getLogger("callfleet.call")
 
 ASR_RATE = 16000
 _SORRY = "Sorry, I had a problem there. Could you say that again?"
+_LOOK_AGAIN_S = 0.05  # how often the no-input timer looks again while someone is talking
 
 
 class TurnModels(Protocol):
@@ -43,7 +44,9 @@ class TurnModels(Protocol):
     async def transcribe(self, pcm16k: bytes) -> Transcript: ...
     async def intent(self, text: str) -> IntentResult: ...
     async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> EmotionResult: ...
-    def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]: ...
+    def speak(self, text: str, sample_rate: int) -> AsyncGenerator[tuple[str, bytes], None]:
+        """The reply's audio, sentence by sentence. The session closes the stream when it
+        stops listening (barge-in), so work requested ahead can be cancelled."""
 
 
 class ActionSink(Protocol):
@@ -102,7 +105,9 @@ class CallSession:
         self._samples_in = 0
         self._utterances: asyncio.Queue[tuple[UtteranceEnded, float]] = asyncio.Queue()
         self._generation = 0  # bumped by barge-in: stale replies are not spoken
+        self._quiet_since = clock()  # caller speech last heard, or their last event handled
         self._worker: asyncio.Task | None = None
+        self._closing: asyncio.Future[CallOutcome] | None = None
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -121,6 +126,15 @@ class CallSession:
         self._worker = asyncio.create_task(self._turns())
 
     async def close(self, reason: str | None = None) -> CallOutcome:
+        """Stop the call's tasks and record its outcome. Idempotent: a second close (or
+        one racing the first) records nothing and returns the same outcome, with the
+        first close's reason. The closing runs to the end even if the closer is cancelled,
+        so the outcome is recorded."""
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(reason))
+        return await asyncio.shield(self._closing)
+
+    async def _close(self, reason: str | None) -> CallOutcome:
         if reason:
             self.outcome.reason = reason
         if self._worker is not None:
@@ -147,10 +161,14 @@ class CallSession:
                 # wall time at which the caller actually stopped speaking
                 lag = self._samples_in / self.meta.sample_rate - event.end_s
                 self._utterances.put_nowait((event, self.clock() - lag))
+        if self.endpointer.in_speech:
+            self._quiet_since = self.clock()
 
     def on_text(self, text: str) -> None:
         event = media_fork.parse_module_text(text)
         if isinstance(event, media_fork.DtmfEvent):
+            if self.state.ended:
+                return  # the bot's part is over: a key no longer counts
             self.outcome.dtmf += event.digit
             on_dtmf = getattr(self.bot, "on_dtmf", None)
             if on_dtmf is not None:
@@ -168,13 +186,9 @@ class CallSession:
 
     async def _turns(self) -> None:
         while True:
-            try:
-                utterance, speech_end = await asyncio.wait_for(
-                    self._utterances.get(), self.settings.no_input_s)
-            except asyncio.TimeoutError:
-                if self.playback.active or self.endpointer.in_speech or self.finished.is_set():
-                    continue
-                utterance, speech_end = None, self.clock()
+            utterance, speech_end = await self._next_event()
+            if self.state.ended:
+                continue  # the bot's part is over: what the caller does no longer makes turns
             try:
                 if utterance is None:
                     await self._silence()
@@ -189,6 +203,35 @@ class CallSession:
                 log.exception("turn failed", extra={"call_uuid": self.meta.call_uuid})
                 with contextlib.suppress(Exception):
                     await self._say(BotTurn(segments=(Say(_SORRY),)))
+            finally:
+                self._quiet_since = self.clock()
+
+    async def _next_event(self) -> tuple[UtteranceEnded | media_fork.DtmfEvent | None, float]:
+        """The caller's next utterance or key press with the time it ended, or (None, now)
+        for no input: the caller has been silent `no_input_s` since the bot finished
+        speaking (its last audio played out at the caller's end) and since their own last
+        event. Once the bot's part is over there is no no-input."""
+        while True:
+            if not self._utterances.empty():
+                return self._utterances.get_nowait()
+            try:
+                return await asyncio.wait_for(self._utterances.get(), self._no_input_due_in())
+            except asyncio.TimeoutError:
+                due_in = self._no_input_due_in()
+                if due_in is not None and due_in <= 0:
+                    return None, self.clock()
+
+    def _no_input_due_in(self) -> float | None:
+        """Seconds until the caller's silence counts as no input; None: never."""
+        if self.state.ended or self.finished.is_set():
+            return None
+        now = self.clock()
+        if self.endpointer.in_speech:
+            return _LOOK_AGAIN_S
+        if self.playback.active:  # the timer starts when the caller has heard it all
+            return max(self.playback.playout_end - now, _LOOK_AGAIN_S)
+        since = max(self._quiet_since, self.playback.playout_end)
+        return since + self.settings.no_input_s - now
 
     async def _turn(self, utterance: UtteranceEnded, speech_end: float) -> None:
         endpoint_ms = self._ms(speech_end)
@@ -212,30 +255,53 @@ class CallSession:
         nlu_ms = self._ms(speech_end)
         reply = await self.bot.on_turn(self.state, TurnInput(text, intent, emotion))
         bot_ms = self._ms(speech_end)
-        first_audio = await self._say(reply)
-        timing = TurnTiming(
-            endpoint_ms=endpoint_ms, prep_ms=prep_ms, asr_ms=asr_ms,
-            asr_engine_ms=round(transcript.elapsed_s * 1000, 1), nlu_ms=nlu_ms, bot_ms=bot_ms,
-            first_audio_ms=None if first_audio is None else (first_audio - speech_end) * 1000,
-        )
-        await self._record(TurnRecord(
-            n=self.state.turns, bot=reply.text, bot_state=reply.state, caller=text,
-            intent=intent, emotion=emotion, prosody=sound, actions=reply.actions, timing=timing))
-        await self._done_with(reply)
+
+        def spoken(first_audio: float | None) -> TurnRecord:
+            timing = TurnTiming(
+                endpoint_ms=endpoint_ms, prep_ms=prep_ms, asr_ms=asr_ms,
+                asr_engine_ms=round(transcript.elapsed_s * 1000, 1), nlu_ms=nlu_ms,
+                bot_ms=bot_ms,
+                first_audio_ms=None if first_audio is None else (first_audio - speech_end) * 1000,
+            )
+            return TurnRecord(
+                n=self.state.turns, bot=reply.text, bot_state=reply.state, caller=text,
+                intent=intent, emotion=emotion, prosody=sound, actions=reply.actions,
+                timing=timing)
+
+        await self._answer(reply, spoken)
 
     async def _keypress(self, digit: str) -> None:
         reply = await self.bot.on_dtmf(self.state, digit)
-        await self._say(reply)
-        await self._record(TurnRecord(n=self.state.turns, bot=reply.text, bot_state=reply.state,
-                                      dtmf=digit, actions=reply.actions))
-        await self._done_with(reply)
+        await self._answer(reply, lambda _: TurnRecord(
+            n=self.state.turns, bot=reply.text, bot_state=reply.state, dtmf=digit,
+            actions=reply.actions))
 
     async def _silence(self) -> None:
         reply = await self.bot.on_no_input(self.state)
-        await self._say(reply)
-        await self._record(TurnRecord(n=self.state.turns, bot=reply.text, bot_state=reply.state,
-                                      no_input=True, actions=reply.actions))
+        await self._answer(reply, lambda _: TurnRecord(
+            n=self.state.turns, bot=reply.text, bot_state=reply.state, no_input=True,
+            actions=reply.actions))
+
+    async def _answer(self, reply: BotTurn,
+                      turn: Callable[[float | None], TurnRecord]) -> None:
+        """Speak the bot's reply, then record the turn (`turn` makes it from the wall time
+        of the first audio out) and carry out its actions. The bot has moved on whether or
+        not the caller heard it, so a reply TTS failed on is still recorded and acted on:
+        a handover or hang-up still happens. The failure is then raised for an apology,
+        unless the bot's part is over."""
+        try:
+            first_audio, unspoken = await self._say(reply), None
+        except Exception as exc:
+            first_audio, unspoken = None, exc
+        await self._record(turn(first_audio))
         await self._done_with(reply)
+        if unspoken is None:
+            return
+        if not reply.end_call:
+            raise unspoken
+        log.error("the bot's last words could not be spoken (%s); the call ends anyway",
+                  type(unspoken).__name__, exc_info=unspoken,
+                  extra={"call_uuid": self.meta.call_uuid})
 
     async def _record(self, turn: TurnRecord) -> None:
         self.turns.append(turn)
@@ -260,11 +326,14 @@ class CallSession:
         the wall time of the first frame on the wire."""
         generation = self._generation
         first: asyncio.Future | None = None
-        async for sentence, pcm in self.models.speak(reply.text, self.meta.sample_rate):
-            if generation != self._generation:
-                return None  # barge-in: stop talking
-            started = self.playback.enqueue(pcm, sentence)
-            first = first or started
+        # closed here, not left to the garbage collector: closing cancels the TTS work
+        # requested ahead
+        async with contextlib.aclosing(self.models.speak(reply.text, self.meta.sample_rate)) as speech:
+            async for sentence, pcm in speech:
+                if generation != self._generation:
+                    return None  # barge-in: stop talking
+                started = self.playback.enqueue(pcm, sentence)
+                first = first or started
         if first is None:
             return None
         return await first  # None when a barge-in dropped it

@@ -74,6 +74,12 @@ class Playback:
             or self.clock() < self._playout_end
         )
 
+    @property
+    def playout_end(self) -> float:
+        """Clock time at which the caller will have heard everything sent so far (at a
+        barge-in: the moment it was cut); 0.0 before any audio."""
+        return self._playout_end
+
     def enqueue(self, pcm: bytes, text: str) -> asyncio.Future:
         """Queue one sentence; the returned future resolves to the wall time of its first
         frame on the wire, or to None if a barge-in dropped it first."""

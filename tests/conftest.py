@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,26 +22,47 @@ def shared_datasets() -> Path:
 @pytest.fixture(scope="session")
 def trained_registry(tmp_path_factory: pytest.TempPathFactory):
     """A registry holding freshly built, promoted default intent and emotion models
-    (≈ 1.5 min on 2 cores), shared by the model and integration tests."""
-    import os
+    (≈ 1.5 min on 2 cores), shared by the model and integration tests.
 
-    import torch
-
-    from training.models.registry import ModelRegistry as _Registry
-
-    reuse = os.environ.get("CALLFLEET_TEST_REGISTRY")
-    if reuse:  # a registry built earlier (local iteration only; CI always trains)
-        return _Registry(reuse)
+    Built once per run: with pytest-xdist the first worker builds it under a file lock in
+    the run's shared temp folder and the others wait for it. Each worker then works on a
+    copy of its own, so a test that promotes a version on one worker does not change the
+    model another worker's tests are loading."""
+    import torch  # heavy: the models are built only when a test asks for them
+    from filelock import FileLock
 
     from training.emotion.default import build_default_emotion_model
     from training.intent.default import build_default_intent_model
     from training.models.registry import ModelRegistry
 
-    registry = ModelRegistry(tmp_path_factory.mktemp("registry"))
-    threads = min(2, torch.get_num_threads())
-    build_default_intent_model(registry, cpu_threads=threads)
-    build_default_emotion_model(registry, cpu_threads=threads)
-    return registry
+    reuse = os.environ.get("CALLFLEET_TEST_REGISTRY")
+    if reuse:  # a registry built earlier (local iteration only; CI always trains)
+        return ModelRegistry(reuse)
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the folder all workers of this run share
+    built = base / "trained-registry"
+    with FileLock(str(built) + ".lock"):
+        if not (built / ".complete").exists():
+            registry = ModelRegistry(built)
+            threads = min(2, torch.get_num_threads())
+            build_default_intent_model(registry, cpu_threads=threads)
+            build_default_emotion_model(registry, cpu_threads=threads)
+            (built / ".complete").touch()
+    own = tmp_path_factory.mktemp("registry")
+    shutil.copytree(built, own, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
+    return ModelRegistry(own)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (`make test` runs two workers): every test of the one shared
+    cluster (the `integration` mark) on the same worker, since the cluster listens on
+    fixed ports; the model tests together on the other, so they load each model once."""
+    for item in items:
+        if item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.xdist_group("cluster"))
+        elif item.get_closest_marker("models"):
+            item.add_marker(pytest.mark.xdist_group("models"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

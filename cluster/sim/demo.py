@@ -12,9 +12,9 @@ from rich.table import Table
 from cluster.records.call_state import RedisCallRecorder
 from cluster.runtime.lifecycle import ClusterInfo, down, read_info, up
 from cluster.runtime.progress import progress_display
-from cluster.sim.results import percentile
 from cluster.sim.simulate import place
 from configs.settings import Settings
+from telephony.call_data import percentile
 from telephony.sim.caller_voice import CallerVoice
 from telephony.sim.fork_client import CallReport, SimulatedCall
 from telephony.sim.scenarios import Scenario, build_call, load_scenarios

@@ -32,6 +32,14 @@ class FloorActions:
         self.conversions = RedisConversionCounter(self.redis)
         self.webhooks = webhooks
 
+    async def aclose(self) -> None:
+        """Close both Redis clients (the floor's and the dialer store's); the webhook
+        sender is not ours to close."""
+        try:
+            await self.redis.aclose()
+        finally:
+            await self.dialer.close()
+
     async def started(self, meta, state) -> None:
         if meta.campaign and state.variant:
             await self._safe(self.conversions.record_call(meta.campaign, state.variant,

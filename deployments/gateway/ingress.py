@@ -12,7 +12,7 @@ deployments through their handles.
 
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import FastAPI, WebSocket
@@ -50,16 +50,22 @@ class ServeTurnModels:
     async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> EmotionResult:
         return await self.emotion_h.classify.remote(EmotionInput(text, loudness_z, pitch_z))
 
-    async def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]:
+    async def speak(self, text: str, sample_rate: int) -> AsyncGenerator[tuple[str, bytes], None]:
         """Sentence by sentence; the next sentence is synthesized while this one plays (as
-        read-ahead: the TTS replica serves other callers' first sentences before it)."""
+        read-ahead: the TTS replica serves other callers' first sentences before it). A
+        stream closed early (barge-in: the session closes it) cancels that read-ahead."""
         sentences = split_sentences(text)
         pending = self.tts.synthesize.remote(sentences[0], sample_rate, FIRST_SENTENCE) if sentences else None
-        for i, sentence in enumerate(sentences):
-            pcm = await pending
-            if i + 1 < len(sentences):
-                pending = self.tts.synthesize.remote(sentences[i + 1], sample_rate, READ_AHEAD)
-            yield sentence, pcm
+        try:
+            for i, sentence in enumerate(sentences):
+                pcm = await pending
+                pending = None
+                if i + 1 < len(sentences):
+                    pending = self.tts.synthesize.remote(sentences[i + 1], sample_rate, READ_AHEAD)
+                yield sentence, pcm
+        finally:
+            if pending is not None:  # asked for, never received: nobody will hear it
+                pending.cancel()
 
 
 # a replaced gateway replica (redeploy, scale-down) keeps serving its calls until they end,
@@ -114,8 +120,11 @@ class MediaGateway:
     async def __del__(self) -> None:
         # Serve waits for HTTP-route forks itself; media-port forks are not Serve requests,
         # so the replica waits here for them (within the same shutdown budget)
-        if self.media is not None:
-            await self.media.drain(DRAIN_S - 30)
+        try:
+            if self.media is not None:
+                await self.media.drain(DRAIN_S - 30)
+        finally:
+            await self.actions.aclose()  # the calls are over: nothing acts on the floor now
 
     async def check_health(self) -> None:
         await asyncio.wait_for(self.recorder.redis.ping(), 5)

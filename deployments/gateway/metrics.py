@@ -14,19 +14,16 @@ from typing import Any
 from ray.util import metrics
 
 from bots.script.state import DialogState
-from telephony.call_data import STAGES, CallOutcome, ResumedCall, TurnRecord
+from telephony.call_data import STAGES, CallOutcome, ResumedCall, TurnRecord, percentile
 from telephony.media_fork import ForkMetadata
 
 _BOUNDARIES = [50, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000]
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    k = (len(ordered) - 1) * q
-    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
-    return round(ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo), 1)
+def _pct_ms(values: list[float], q: float) -> float | None:
+    """The percentile as the summary shows it: to 0.1 ms."""
+    value = percentile(values, q)
+    return None if value is None else round(value, 1)
 
 
 class MeteredRecorder:
@@ -67,5 +64,5 @@ class MeteredRecorder:
         out: dict[str, Any] = {"turns": len(turns)}
         for stage in STAGES:
             values = [t[stage] for t in turns if stage in t]
-            out[stage.removesuffix("_ms")] = {"p50_ms": _pct(values, 0.5), "p95_ms": _pct(values, 0.95)}
+            out[stage.removesuffix("_ms")] = {"p50_ms": _pct_ms(values, 0.5), "p95_ms": _pct_ms(values, 0.95)}
         return out

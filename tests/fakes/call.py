@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -135,7 +135,7 @@ class FakeTurnModels(TurnModels):
             raise result
         return result
 
-    async def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]:
+    async def speak(self, text: str, sample_rate: int) -> AsyncGenerator[tuple[str, bytes], None]:
         if not text:
             return
         self.speaking_at[text] = time.monotonic()

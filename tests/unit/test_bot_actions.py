@@ -28,6 +28,7 @@ from cluster.runtime.redis_server import EmbeddedRedis
 from configs.settings import WebhookSettings
 from deployments.gateway.bot_actions import CALLBACKS, TICKETS, FloorActions
 from telephony.media_fork import ForkMetadata
+from tests.fakes.call import until
 from tests.fakes.dialer import free_port
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
@@ -65,8 +66,7 @@ def db(redis_server: EmbeddedRedis) -> redis.Redis:
 async def floor(redis_server: EmbeddedRedis, db: redis.Redis) -> AsyncIterator[FloorActions]:
     actions = FloorActions(redis_server.url, SentWebhooks())
     yield actions
-    await actions.redis.aclose()
-    await actions.dialer.close()
+    await actions.aclose()
 
 
 def inbound(call_uuid: str = "call-1", **fields: Any) -> ForkMetadata:
@@ -174,8 +174,7 @@ async def test_without_webhooks_configured_a_webhook_message_is_dropped_quietly(
         await actions.carry_out(inbound(), state(), (WebhookMessage("sms", "x", {}),
                                                      Ticket("q", "s", "low", {})))
     finally:
-        await actions.redis.aclose()
-        await actions.dialer.close()
+        await actions.aclose()
     assert db.llen(TICKETS) == 1
 
 
@@ -224,8 +223,7 @@ async def test_a_failing_action_does_not_stop_the_turns_other_actions(
                 Ticket("q", "after the failure", "low", {}),
                 DoNotCall("stop")))
     finally:
-        await actions.redis.aclose()
-        await actions.dialer.close()
+        await actions.aclose()
     assert db.llen(TICKETS) == 1 and await blocked(redis_server.url, CALLER)
     assert "WebhookMessage" in caplog.text and "ConnectionError" in caplog.text
     assert CALLER not in caplog.text  # no personal data in the log
@@ -240,9 +238,20 @@ async def test_with_redis_unreachable_the_call_goes_on(caplog: pytest.LogCapture
                 DoNotCall("stop"), Ticket("q", "s", "low", {}), Callback("later", "busy"),
                 WebhookMessage("sms", "e", {})))
     finally:
-        await actions.redis.aclose()
-        await actions.dialer.close()
+        await actions.aclose()
     assert actions.webhooks.submitted == [("e", {"call_uuid": "call-1"})]  # not Redis: sent
     failed = [r.getMessage() for r in caplog.records]
     assert len(failed) == 4 and all("failed" in m for m in failed)
     assert CALLER not in caplog.text
+
+
+# ---- shutdown ----------------------------------------------------------------------------------------
+
+
+async def test_closed_at_shutdown_it_leaves_no_redis_connection_open(
+        redis_server: EmbeddedRedis, db: redis.Redis) -> None:
+    actions = FloorActions(redis_server.url, None)
+    await actions.carry_out(inbound(), state(), (DoNotCall("stop"), Ticket("q", "s", "low", {})))
+    assert len(db.client_list()) == 3  # this test's own, the floor's and the dialer store's
+    await actions.aclose()
+    await until(lambda: len(db.client_list()) == 1)

@@ -9,7 +9,7 @@ import asyncio
 import json
 import pickle
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from telephony.call_data import (
     TurnProsody,
     TurnRecord,
     TurnTiming,
+    percentile,
 )
 from telephony.call_fsm import CallPhase, CallRecord
 from telephony.call_session import CallSession
@@ -94,6 +95,17 @@ def test_the_turn_stages_are_named_once_in_order() -> None:
     assert STAGES == ("endpoint_ms", "prep_ms", "asr_ms", "asr_engine_ms", "nlu_ms", "bot_ms",
                       "first_audio_ms")
     assert list(TIMING.measured()) == [s for s in STAGES if s != "first_audio_ms"]
+
+
+def test_latency_percentiles_interpolate_between_the_turns_measured() -> None:
+    # the one percentile the gateway's metrics, the simulator and the benchmarks report
+    latencies = [400.0, 100.0, 300.0, 200.0]  # in any order
+    assert percentile(latencies, 0.5) == 250.0
+    assert percentile(latencies, 0.95) == pytest.approx(385.0)
+    assert (percentile(latencies, 0.0), percentile(latencies, 1.0)) == (100.0, 400.0)
+    assert percentile([120.0], 0.95) == 120.0
+    assert percentile([], 0.5) is None  # no turns: no figure, not 0
+    assert latencies == [400.0, 100.0, 300.0, 200.0]  # the caller's list is left as it was
 
 
 # ---- the Redis records ---------------------------------------------------------------------
@@ -260,7 +272,7 @@ class Voice:
                       pitch_z: float | None) -> EmotionResult:
         raise AssertionError("no speech in this test")
 
-    async def speak(self, text: str, sample_rate: int) -> AsyncIterator[tuple[str, bytes]]:
+    async def speak(self, text: str, sample_rate: int) -> AsyncGenerator[tuple[str, bytes], None]:
         if text:
             yield text, bytes(sample_rate // 25 * 2)
 

@@ -140,10 +140,6 @@ async def test_a_tts_error_mid_reply_surfaces_after_the_sentences_already_spoken
     assert got == ["Shipped."]
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "wasted work: when a reply is abandoned (barge-in: the session stops reading the "
-    "speech stream), ServeTurnModels.speak leaves the sentence it requested ahead "
-    "running on the TTS replica instead of cancelling its DeploymentResponse"))
 async def test_a_reply_cut_short_cancels_the_sentence_requested_ahead() -> None:
     h = handles()
     stream = adapter(h).speak("One. Two. Three.", 8000)
