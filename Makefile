@@ -22,13 +22,13 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
-# Two pytest-xdist workers: the integration tests (one shared cluster) on one, the model
-# tests on the other, unit tests spread over both (tests/conftest.py groups them).
+# Two pytest processes at once: the integration tier (one shared cluster, mostly waiting on
+# real-time calls) and the unit + model tiers (tests/tiers.py).
 test: setup
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup tests
+	$(VENV)/bin/python tests/tiers.py
 
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 -m "unit" tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "unit" tests
 
 lint: setup
 	$(VENV)/bin/ruff check .

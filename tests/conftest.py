@@ -24,10 +24,10 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory):
     """A registry holding freshly built, promoted default intent and emotion models
     (≈ 1.5 min on 2 cores), shared by the model and integration tests.
 
-    Built once per run: with pytest-xdist the first worker builds it under a file lock in
-    the run's shared temp folder and the others wait for it. Each worker then works on a
-    copy of its own, so a test that promotes a version on one worker does not change the
-    model another worker's tests are loading."""
+    Built once per run: `make test` runs two pytest processes at once (tests/tiers.py)
+    that share CALLFLEET_TEST_RUN_DIR; the first to get there builds it under a file
+    lock and the other waits for it. Each process then works on a copy of its own, so a
+    test that promotes a version in one does not change the model the other is loading."""
     import torch  # heavy: the models are built only when a test asks for them
     from filelock import FileLock
 
@@ -38,9 +38,8 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory):
     reuse = os.environ.get("CALLFLEET_TEST_REGISTRY")
     if reuse:  # a registry built earlier (local iteration only; CI always trains)
         return ModelRegistry(reuse)
-    base = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        base = base.parent  # the folder all workers of this run share
+    shared = os.environ.get("CALLFLEET_TEST_RUN_DIR")
+    base = Path(shared) if shared else tmp_path_factory.getbasetemp()
     built = base / "trained-registry"
     with FileLock(str(built) + ".lock"):
         if not (built / ".complete").exists():
@@ -52,17 +51,6 @@ def trained_registry(tmp_path_factory: pytest.TempPathFactory):
     own = tmp_path_factory.mktemp("registry")
     shutil.copytree(built, own, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".complete"))
     return ModelRegistry(own)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (`make test` runs two workers): every test of the one shared
-    cluster (the `integration` mark) on the same worker, since the cluster listens on
-    fixed ports; the model tests together on the other, so they load each model once."""
-    for item in items:
-        if item.get_closest_marker("integration"):
-            item.add_marker(pytest.mark.xdist_group("cluster"))
-        elif item.get_closest_marker("models"):
-            item.add_marker(pytest.mark.xdist_group("models"))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
