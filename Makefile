@@ -27,8 +27,9 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(VENV)/bin/python tests/tiers.py
 
+# the unit tier alone, on two pytest-xdist workers
 test-fast: setup
-	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -m "unit" tests
+	$(VENV)/bin/python -m pytest -q -p no:cacheprovider -n 2 -m "unit" tests
 
 lint: setup
 	$(VENV)/bin/ruff check .
