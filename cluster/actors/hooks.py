@@ -12,7 +12,7 @@ from telephony.call_fsm import CallPhase
 
 __all__ = ["FloorHooks"]
 
-logger = logging.getLogger("cluster.actors.floor")
+logger = logging.getLogger(__name__)
 
 
 class FloorHooks:
