@@ -2,10 +2,11 @@
 
     callfleet train intent --data FILE [--out DIR]       fine-tune an intent model
     callfleet train emotion [--data train.tsv] [--out DIR]
-    callfleet train conversion --data FILE [--out DIR]   XGBoost lead-conversion model
+    callfleet train conversion --data FILE [--spec auto] [--out DIR]   calibrated XGBoost
     callfleet train conversion --generate-sample FILE    write synthetic demo leads
     callfleet eval intent --model DIR --data FILE [--split ...] [--json]
     callfleet eval emotion --model DIR [--data dev.tsv] [--json]
+    callfleet eval conversion --model DIR --data FILE [--split ...] [--json]
 
 ``--out`` is the registry root (default: ``registry_path`` from the settings); every
 build adds a version there. With ``--json`` the LAST line on stdout is one JSON object;
@@ -26,7 +27,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from cluster.cli.common import console, model_registry, reports_errors
+from training.conversion.calibration import CALIBRATION_METHODS
 from training.conversion.data import write_sample
+from training.conversion.evaluate import SPLITS as CONVERSION_SPLITS
+from training.conversion.evaluate import evaluate_conversion
+from training.conversion.features import SPECS
 from training.conversion.model import train_conversion
 from training.emotion.goemotions import default_goemotions_dir
 from training.emotion.train import evaluate_emotion, train_emotion
@@ -89,6 +94,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--report-dir", metavar="DIR", help="where per_class.csv/json go")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.set_defaults(func=cmd_eval_emotion)
+
+    p = kinds.add_parser(
+        "conversion", help="ROC AUC, PR AUC and calibration error of a conversion version",
+        description="Score a conversion version on a labelled leads file (read under the "
+        "version's own feature spec). ECE uses 10 equal-width probability bins, weighted by rows.",
+    )
+    p.add_argument("--model", required=True, metavar="DIR", help="version folder or registry root")
+    p.add_argument("--data", required=True, metavar="FILE", help="labelled leads CSV (',' or ';')")
+    p.add_argument("--split", default="auto", choices=CONVERSION_SPLITS,
+                   help="holdout: the test split carved at training (needs the training file); "
+                   "all: every row; auto (default): holdout for the training file, else all")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.set_defaults(func=cmd_eval_conversion)
 
 
 def _out_arg(p: argparse.ArgumentParser) -> None:
@@ -162,12 +180,20 @@ def _add_train_emotion(kinds: argparse._SubParsersAction) -> None:
 def _add_train_conversion(kinds: argparse._SubParsersAction) -> None:
     p = kinds.add_parser(
         "conversion", help="XGBoost lead-conversion model (AUC, calibration); or write sample data",
-        description="Train an XGBoost model predicting a lead's conversion probability from "
-        "offer, discount, age band, region, spending tier and call history (CSV). Reports AUC, "
-        "Brier score and a reliability table, and writes a calibration PNG into the version.",
+        description="Train an XGBoost model predicting a lead's conversion probability from the "
+        "pre-dial columns a feature spec names (see docs/training.md), with tree depth and count "
+        "chosen by k-fold CV and a calibration fitted on a held-out split. Reports ROC/PR AUC, "
+        "ECE, Brier and a reliability table on a 20 %% test split, and writes a calibration PNG.",
     )
     source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", metavar="FILE", help="leads CSV with a 0/1 'converted' column")
+    source.add_argument("--data", metavar="FILE",
+                        help="labelled leads CSV (',' or ';'): synthetic leads (0/1 'converted') "
+                        "or UCI Bank Marketing (yes/no 'y')")
+    p.add_argument("--spec", default="auto", choices=["auto", *SPECS],
+                   help="feature spec (default auto: chosen from the file's header)")
+    p.add_argument("--calibration", default="platt", choices=CALIBRATION_METHODS,
+                   help="probability calibration fitted on the calibration split (default platt)")
+    p.add_argument("--folds", type=int, default=5, help="k of the k-fold CV (default 5)")
     source.add_argument("--generate-sample", metavar="FILE",
                         help="write SYNTHETIC demo leads to FILE and exit (no training)")
     p.add_argument("--rows", type=int, default=20000, help="rows for --generate-sample (default 20000)")
@@ -310,11 +336,31 @@ def cmd_train_conversion(args: argparse.Namespace) -> int:
 
     data = _existing_file(args.data, "--data")
     registry = model_registry(args, "out")
-    info = train_conversion(registry, data, seed=args.seed, promote=args.promote)
+    with console.status("cross-validating and training"):
+        info = train_conversion(registry, data, spec=args.spec, seed=args.seed, promote=args.promote,
+                                calibration=args.calibration, folds=args.folds)
     m = info.metrics
-    line = (f"conversion [bold]{info.version}[/] at {info.path}: AUC {m['test_auc']:.4f}, Brier "
-            f"{m['test_brier']:.4f}; current = {registry.current('conversion')}")
+    line = (f"conversion [bold]{info.version}[/] ({info.meta['training_config']['spec']}) at "
+            f"{info.path}: test ROC AUC {m['test_auc']:.4f}, PR AUC {m['test_pr_auc']:.4f}, ECE "
+            f"{m['test_ece']:.4f}, Brier {m['test_brier']:.4f} (CV AUC {m['cv_auc_mean']:.4f}); "
+            f"current = {registry.current('conversion')}")
     return _finish(args, _version_summary(info, registry), line)
+
+
+@reports_errors(_training_errors)
+def cmd_eval_conversion(args: argparse.Namespace) -> int:
+    model_dir = resolve_model_dir(args.model, "conversion")
+    data = _existing_file(args.data, "--data")
+    result = evaluate_conversion(model_dir, data, split=args.split)
+    line = (f"conversion {result['version']} ({result['spec']}, {result['calibration']} calibration) "
+            f"on {data.name} ({result['split']}, n={result['n']}, base rate {result['base_rate']:.3f}): "
+            f"ROC AUC {result['roc_auc']:.4f}, PR AUC {result['pr_auc']:.4f}, ECE {result['ece']:.4f} "
+            f"(10 equal-width bins; equal-count {result['ece_quantile']:.4f}), Brier {result['brier']:.4f}")
+    if not args.json:
+        for row in result["reliability"]:
+            line += (f"\n  p {row['bin']}: {row['count']:>6} leads, predicted "
+                     f"{row['mean_predicted']:.3f}, observed {row['observed_rate']:.3f}")
+    return _finish(args, result, line)
 
 
 @reports_errors(_training_errors)

@@ -1,25 +1,30 @@
-"""Lead-conversion model: XGBoost on campaign and customer features, registered as kind
-``conversion``, loaded by the dialer through `ConversionModel.predict(lead) -> float`.
+"""Lead-conversion model: XGBoost on the features a `FeatureSpec` names, calibrated,
+registered as kind ``conversion`` and loaded by the dialer through
+`ConversionModel.predict(lead) -> float`.
 
-Features are encoded by a spec stored with the model (``features.json``): one-hot
-columns for the categorical features (an unknown value is all zeros, i.e. "none of the
-known ones"), numbers as floats with empty/missing as NaN, which XGBoost routes by the
-default direction it learned. The booster is saved in XGBoost's JSON format (no pickle).
+A build reads a labelled leads file under its spec (`training.conversion.features`;
+``auto`` picks the spec from the header) and carves three stratified, seeded splits
+(`carve_splits`):
 
-Evaluation on a stratified, seeded 20 % test split: ROC AUC, Brier score, log loss, and a
-10-bin reliability table (mean predicted vs observed rate per bin) drawn as
-``calibration.png`` in the version folder. Early stopping uses a validation split carved
-from the training part, never the test split.
+* **test** (20 %): never trained or tuned on; every ``test_*`` metric is measured here, and
+  `callfleet eval conversion --split holdout` re-carves exactly these rows;
+* **calibration** (20 % of the rest): the calibrator (`training.conversion.calibration`,
+  Platt scaling by default) is fitted on the booster's raw probabilities for these rows;
+* **training** (the other 64 %): k-fold cross-validation over a small grid chooses the
+  tree depth and the number of trees (`training.conversion.tuning`), then the booster is
+  trained on all of it.
+
+The version folder holds ``model.json`` (XGBoost's JSON format, no pickle),
+``features.json`` (the spec and the tree count), ``calibration.json`` and
+``calibration.png`` (the test split's reliability diagram, calibrated).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,95 +32,48 @@ import matplotlib
 import matplotlib.pyplot as plt
 import numpy as np
 
-from training.conversion.data import CATEGORIES, NUMERIC
+from training.conversion.calibration import (
+    CALIBRATION_METHODS,
+    Calibrator,
+    probability_metrics,
+    reliability_table,
+)
+from training.conversion.features import FeatureSpec, read_labelled
+from training.conversion.tuning import BASE_PARAMS, DEFAULT_GRID, EARLY_STOPPING, cross_validate
 from training.errors import TrainingInputError
 from training.models.registry import ModelNotFoundError, ModelRegistry, VersionInfo, sha256_file
 
-__all__ = ["ConversionModel", "encode_leads", "reliability_table", "train_conversion"]
+__all__ = ["ConversionModel", "carve_splits", "encode_leads", "reliability_table",
+           "train_conversion"]
 
 KIND = "conversion"
 MODEL_FILE = "model.json"
 FEATURES_FILE = "features.json"
-TARGET = "converted"
-PARAMS = {
-    "objective": "binary:logistic", "eval_metric": "logloss", "max_depth": 4, "eta": 0.05,
-    "subsample": 0.9, "colsample_bytree": 0.9, "min_child_weight": 5, "lambda": 1.0,
-    "tree_method": "hist", "nthread": 2,
-}
+CALIBRATION_FILE = "calibration.json"
+TEST_FRACTION = 0.2
+CALIBRATION_FRACTION = 0.2
 
 
-def _spec(categories: Mapping[str, tuple[str, ...]] = CATEGORIES) -> dict[str, Any]:
-    return {"categorical": {k: list(v) for k, v in categories.items()}, "numeric": list(NUMERIC)}
+def encode_leads(leads: Sequence[Mapping[str, Any]], spec: dict[str, Any] | FeatureSpec) -> np.ndarray:
+    """Feature matrix (rows = leads) for a spec or its stored JSON form."""
+    spec = spec if isinstance(spec, FeatureSpec) else FeatureSpec.from_json(spec)
+    return spec.encode(leads)
 
 
-def feature_names(spec: dict[str, Any]) -> list[str]:
-    names = [f"{k}={v}" for k, values in spec["categorical"].items() for v in values]
-    return names + list(spec["numeric"])
+def carve_splits(y: np.ndarray, seed: int, test_fraction: float = TEST_FRACTION,
+                 calibration_fraction: float = CALIBRATION_FRACTION):
+    """Row indices of the training, calibration and test splits (stratified, seeded)."""
+    from sklearn.model_selection import train_test_split  # heavy: loads sklearn
 
-
-def encode_leads(leads: list[Mapping[str, Any]], spec: dict[str, Any]) -> np.ndarray:
-    """Feature matrix (rows = leads) in `feature_names(spec)` order."""
-    names = feature_names(spec)
-    column = {name: i for i, name in enumerate(names)}
-    x = np.zeros((len(leads), len(names)), dtype=np.float32)
-    for row, lead in enumerate(leads):
-        for key in spec["categorical"]:
-            j = column.get(f"{key}={lead.get(key)}")
-            if j is not None:
-                x[row, j] = 1.0
-        for key in spec["numeric"]:
-            x[row, column[key]] = _number(lead.get(key))
-    return x
-
-
-def _number(value: Any) -> float:
-    if value is None or (isinstance(value, str) and not value.strip()):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def read_leads(path: str | os.PathLike) -> tuple[list[dict[str, str]], np.ndarray]:
-    """Rows and 0/1 targets of a leads CSV; raises TrainingInputError naming the problem."""
-    path = Path(path)
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in (*CATEGORIES, *NUMERIC, TARGET) if c not in (reader.fieldnames or [])]
-        if missing:
-            raise TrainingInputError(
-                f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join((*CATEGORIES, *NUMERIC, TARGET))} "
-                "(generate an example with: callfleet train conversion --generate-sample FILE)"
-            )
-        rows = list(reader)
-    bad = [i + 2 for i, r in enumerate(rows) if r[TARGET].strip() not in ("0", "1")]
-    if bad:
-        raise TrainingInputError(f"{path}: '{TARGET}' must be 0 or 1 (lines {bad[:5]})")
-    y = np.array([int(r[TARGET]) for r in rows], dtype=np.int32)
-    if len(rows) < 100 or y.min() == y.max():
-        raise TrainingInputError(f"{path}: need at least 100 rows with both outcomes, got {len(rows)}")
-    return rows, y
-
-
-def reliability_table(y: np.ndarray, p: np.ndarray, bins: int = 10) -> list[dict[str, float]]:
-    """Equal-width probability bins: count, mean predicted probability, observed rate."""
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    table = []
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            table.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "count": int(mask.sum()),
-                          "mean_predicted": round(float(p[mask].mean()), 4),
-                          "observed_rate": round(float(y[mask].mean()), 4)})
-    return table
+    idx = np.arange(len(y))
+    fit_idx, test_idx = train_test_split(idx, test_size=test_fraction, stratify=y, random_state=seed)
+    train_idx, calib_idx = train_test_split(fit_idx, test_size=calibration_fraction,
+                                            stratify=y[fit_idx], random_state=seed)
+    return train_idx, calib_idx, test_idx
 
 
 def _calibration_png(table: list[dict[str, float]], path: Path, title: str) -> None:
-
     matplotlib.use("Agg")
-
     fig, ax = plt.subplots(figsize=(5.5, 5.5))
     ax.plot([0, 1], [0, 1], ls="--", color="grey", label="perfect calibration")
     xs = [r["mean_predicted"] for r in table]
@@ -133,72 +91,86 @@ def _calibration_png(table: list[dict[str, float]], path: Path, title: str) -> N
 
 
 def train_conversion(
-    registry: ModelRegistry, data_path: str | os.PathLike, *, seed: int = 0, promote: bool = False,
-    rounds: int = 600,
+    registry: ModelRegistry, data_path: str | os.PathLike, *, spec: str = "auto", seed: int = 0,
+    promote: bool = False, rounds: int = 1000, calibration: str = "platt", folds: int = 5,
+    grid: tuple[dict[str, Any], ...] = DEFAULT_GRID,
 ) -> VersionInfo:
-    """Train, evaluate and commit a ``conversion`` version; returns it."""
-    import xgboost as xgb  # heavy: loads xgboost
-    from sklearn.metrics import (  # heavy: loads sklearn
-        brier_score_loss,
-        log_loss,
-        roc_auc_score,
-    )
-    from sklearn.model_selection import train_test_split  # heavy: loads sklearn
+    """Train, calibrate, evaluate and commit a ``conversion`` version; returns it.
 
+    `rounds` caps the trees cross-validation may choose; `folds` is k of the k-fold CV.
+    """
+    import xgboost as xgb  # heavy: loads xgboost
+
+    if calibration not in CALIBRATION_METHODS:
+        raise TrainingInputError(f"unknown calibration {calibration!r}; use one of "
+                                 f"{', '.join(CALIBRATION_METHODS)}")
+    if folds < 2:
+        raise TrainingInputError(f"--folds must be at least 2, got {folds}")
     started = time.perf_counter()
     data_path = Path(data_path)
-    rows, y = read_leads(data_path)
-    spec = _spec()
-    x = encode_leads(rows, spec)
-    idx = np.arange(len(rows))
-    fit_idx, test_idx = train_test_split(idx, test_size=0.2, stratify=y, random_state=seed)
-    train_idx, val_idx = train_test_split(fit_idx, test_size=0.15, stratify=y[fit_idx], random_state=seed)
-    names = feature_names(spec)
-    dtrain = xgb.DMatrix(x[train_idx], label=y[train_idx], feature_names=names)
-    dval = xgb.DMatrix(x[val_idx], label=y[val_idx], feature_names=names)
-    booster = xgb.train({**PARAMS, "seed": seed}, dtrain, num_boost_round=rounds,
-                        evals=[(dval, "validation")], early_stopping_rounds=40, verbose_eval=False)
-    best = booster.best_iteration + 1
-    p = booster.predict(xgb.DMatrix(x[test_idx], feature_names=names), iteration_range=(0, best))
+    data = read_labelled(data_path, spec)
+    y = data.y
+    x = data.spec.encode(data.rows)
+    names = data.spec.feature_names()
+    train_idx, calib_idx, test_idx = carve_splits(y, seed)
+    best, ranked = cross_validate(x[train_idx], y[train_idx], names, seed=seed, folds=folds,
+                                  max_rounds=rounds, grid=grid)
+    params = {**BASE_PARAMS, **best.params, "seed": seed}
+    booster = xgb.train(params, xgb.DMatrix(x[train_idx], label=y[train_idx], feature_names=names),
+                        num_boost_round=best.rounds)
+
+    def raw(idx: np.ndarray) -> np.ndarray:
+        return booster.predict(xgb.DMatrix(x[idx], feature_names=names))
+
+    calibrator = Calibrator.fit(raw(calib_idx), y[calib_idx], calibration)
+    p_raw = raw(test_idx)
+    p = calibrator.apply(p_raw)
     y_test = y[test_idx]
+    test = probability_metrics(y_test, p)
     table = reliability_table(y_test, p)
     with registry.stage(KIND) as staged:
         version, staging = staged.version, staged.path
         booster.save_model(str(staging / MODEL_FILE))
-        (staging / FEATURES_FILE).write_text(json.dumps({**spec, "best_iteration": best}, indent=1) + "\n")
+        stored = {**data.spec.to_json(), "best_iteration": best.rounds}
+        (staging / FEATURES_FILE).write_text(json.dumps(stored, indent=1) + "\n")
+        (staging / CALIBRATION_FILE).write_text(json.dumps(calibrator.to_json()) + "\n")
         _calibration_png(table, staging / "calibration.png", f"conversion {version} (test split)")
         importance = booster.get_score(importance_type="gain")
         top = sorted(importance.items(), key=lambda kv: -kv[1])[:8]
         meta = {
-            "base_model": f"xgboost {xgb.__version__} gradient-boosted trees",
+            "base_model": f"xgboost {xgb.__version__} gradient-boosted trees, {calibration} calibration",
             "label_map": {"0": "not_converted", "1": "converted"},
             "metrics": {
-                "test_auc": round(float(roc_auc_score(y_test, p)), 4),
-                "test_brier": round(float(brier_score_loss(y_test, p)), 4),
-                "test_log_loss": round(float(log_loss(y_test, p)), 4),
-                "test_base_rate": round(float(y_test.mean()), 4),
-                "test_mean_predicted": round(float(p.mean()), 4),
-                "n_train": len(train_idx), "n_val": len(val_idx), "n_test": len(test_idx),
-                "trees": best,
+                **{f"test_{k.removeprefix('roc_')}": v for k, v in test.items()},
+                "test_uncalibrated": probability_metrics(y_test, p_raw),
+                "cv_auc_mean": round(best.auc_mean, 4), "cv_auc_std": round(best.auc_std, 4),
+                "cv_candidates": [r.to_json() for r in ranked],
+                "n_train": len(train_idx), "n_calibration": len(calib_idx), "n_test": len(test_idx),
+                "trees": best.rounds,
                 "reliability": table,
                 "top_features_gain": {k: round(v, 2) for k, v in top},
                 "build_seconds": round(time.perf_counter() - started, 1),
             },
-            "training_config": {**PARAMS, "seed": seed, "max_rounds": rounds,
-                                "early_stopping_rounds": 40, "test_fraction": 0.2,
-                                "val_fraction_of_train": 0.15},
+            "training_config": {**params, "spec": data.spec.name, "features": data.spec.columns[:-1],
+                                "post_call_excluded": list(data.spec.post_call),
+                                "max_rounds": rounds, "cv_folds": folds,
+                                "cv_early_stopping_rounds": EARLY_STOPPING, "grid": list(grid),
+                                "calibration": calibration, "test_fraction": TEST_FRACTION,
+                                "calibration_fraction_of_rest": CALIBRATION_FRACTION},
             "data_sha256": sha256_file(data_path),
             "data_path": str(data_path.resolve()),
-            "synthetic_data": any(r.get("synthetic") == "true" for r in rows[:100]),
+            "synthetic_data": any(r.get("synthetic") == "true" for r in data.rows[:100]),
         }
         return staged.commit(meta, promote=promote)
 
 
 class ConversionModel:
-    """A loaded conversion version: `predict(lead)` is the probability the lead converts.
+    """A loaded conversion version: `predict(lead)` is the calibrated probability that the
+    lead converts.
 
-    `lead` is a mapping with the feature names of `training.conversion.data` (extra keys
+    `lead` is a mapping with the column names of the version's feature spec (extra keys
     such as the phone number are ignored and never logged; missing ones count as unknown).
+    Versions built before calibration existed return the booster's raw probability.
     """
 
     def __init__(self, model_dir: str | os.PathLike):
@@ -206,12 +178,14 @@ class ConversionModel:
 
         model_dir = Path(model_dir)
         if not (model_dir / MODEL_FILE).is_file():
-
             raise ModelNotFoundError(f"{model_dir} holds no conversion model ({MODEL_FILE})")
-        spec = json.loads((model_dir / FEATURES_FILE).read_text())
-        self.spec = spec
+        stored = json.loads((model_dir / FEATURES_FILE).read_text())
+        self.spec = FeatureSpec.from_json(stored)
         self.version = model_dir.name
-        self._best = int(spec.get("best_iteration", 0))
+        self._best = int(stored.get("best_iteration", 0))
+        calibration = model_dir / CALIBRATION_FILE
+        self.calibrator = (Calibrator.from_json(json.loads(calibration.read_text()))
+                           if calibration.is_file() else Calibrator())
         self._booster = xgb.Booster(params={"nthread": 1})
         self._booster.load_model(str(model_dir / MODEL_FILE))
 
@@ -219,12 +193,19 @@ class ConversionModel:
     def from_registry(cls, registry: ModelRegistry, version: str = "current") -> ConversionModel:
         return cls(registry.get(KIND, version).path)
 
-    def predict_many(self, leads: list[Mapping[str, Any]]) -> list[float]:
+    def predict_raw(self, x: np.ndarray) -> np.ndarray:
+        """The booster's uncalibrated probabilities for an encoded feature matrix."""
+        return np.asarray(self._booster.inplace_predict(
+            x, iteration_range=(0, self._best) if self._best else (0, 0)), dtype=np.float64)
+
+    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        """Calibrated probabilities for an encoded feature matrix."""
+        return self.calibrator.apply(self.predict_raw(x)) if len(x) else np.zeros(0)
+
+    def predict_many(self, leads: Sequence[Mapping[str, Any]]) -> list[float]:
         if not leads:
             return []
-        x = encode_leads(leads, self.spec)
-        p = self._booster.inplace_predict(x, iteration_range=(0, self._best) if self._best else (0, 0))
-        return [float(v) for v in np.asarray(p)]
+        return [float(v) for v in self.predict_matrix(self.spec.encode(leads))]
 
     def predict(self, lead: Mapping[str, Any]) -> float:
         return self.predict_many([lead])[0]
