@@ -30,7 +30,7 @@ __all__ = ["DEMO_ORDERS", "asgi_client", "create_app", "find_order", "serve"]
 log = logging.getLogger("callfleet.bots.demo_orders")
 
 DEFAULT_PORT = 8765
-_ID = re.compile(r"^[A-Za-z]\d{4}$")
+_ID = re.compile(r"^[A-Za-z][0-9]{4}\Z")  # ASCII digits; \Z, not "$" (a trailing newline)
 
 DEMO_ORDERS: dict[str, dict[str, Any]] = {
     "A1001": {"status": "shipped", "item": "trail running shoes", "carrier": "ParcelFleet",

@@ -47,7 +47,7 @@ _COMPARISONS = {"==", "!=", "<", "<=", ">", ">="}
 _OP_HINTS = {"=": "use '==' to compare", "===": "use '=='", "!": "use 'not'",
              "&&": "use 'and'", "&": "use 'and'", "||": "use 'or'", "|": "use 'or'"}
 _ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
-_NUMBER = re.compile(r"\d+(?:\.\d+)?(?:[eE][+-]?\d+)?")
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?")  # ASCII digits only
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _OPERATOR = re.compile(r"[=!<>&|]+")
 _OR, _AND, _NOT, _CMP, _NEG = 1, 2, 3, 4, 5  # binding powers

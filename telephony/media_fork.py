@@ -17,7 +17,9 @@ Wire summary (see docs/media-fork.md for every field):
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -32,6 +34,12 @@ from training.models.outputs import (
 
 SUBPROTOCOL = "audio.drachtio.org"
 MAX_METADATA_BYTES = 8192
+# bounds on JSON from a peer, so parsing it stays cheap in time and memory whatever comes
+MAX_TEXT_FRAME_BYTES = 8192  # module -> server text frames after the metadata (marks, DTMF)
+MAX_SERVER_TEXT_BYTES = 4 * 1024 * 1024  # server -> module (a playAudio sentence in base64)
+MAX_TRANSFER_BYTES = 1024 * 1024  # a transfer event's data (the handover, every turn)
+MAX_JSON_DEPTH = 32  # nested objects/arrays
+MAX_JSON_NUMBER_CHARS = 40  # characters of one number literal
 SAMPLE_RATES = (8000, 16000)
 PLAYBACK_MODES = ("binary", "playAudio")
 
@@ -44,7 +52,7 @@ CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_INTERNAL_ERROR = 1011
 
-_CALL_UUID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+_CALL_UUID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # fullmatch: no trailing newline
 
 
 class ProtocolError(Exception):
@@ -57,6 +65,103 @@ class ProtocolError(Exception):
         super().__init__(reason)
         self.reason = reason[:120]  # a close reason is at most 123 bytes
         self.close_code = close_code
+
+
+class _BadJson(ValueError):
+    """Raised from inside the JSON decoder's hooks; becomes a ProtocolError."""
+
+
+_JSON_SPECIAL = re.compile(r'[\[\]{}"]')
+# the rest of a string after its opening quote; matched only where a string starts, and
+# its parts cannot overlap, so a string that never ends costs one linear scan
+_JSON_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+
+
+def _json_depth_ok(text: str) -> bool:
+    """Whether no object/array nests deeper than MAX_JSON_DEPTH (brackets inside strings
+    do not count), checked in one pass before decoding so the decoder never recurses
+    deeply (RecursionError; and a deep structure would recurse again wherever it is later
+    copied or serialised). Malformed text passes here and fails in the decoder."""
+    depth, position = 0, 0
+    while (found := _JSON_SPECIAL.search(text, position)) is not None:
+        position = found.end()
+        char = found.group()
+        if char == '"':
+            rest = _JSON_STRING_REST.match(text, position)
+            if rest is None:
+                return True
+            position = rest.end()
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return False
+        else:
+            depth -= 1
+    return True
+
+
+def _json_number(kind: type) -> Any:
+    def convert(literal: str) -> Any:
+        # Python refuses ints over 4300 digits with a ValueError, after quadratic work
+        if len(literal) > MAX_JSON_NUMBER_CHARS:
+            raise _BadJson(f"a number longer than {MAX_JSON_NUMBER_CHARS} characters")
+        value = kind(literal)
+        if not math.isfinite(value):
+            raise _BadJson("a number out of range")
+        return value
+    return convert
+
+
+def _json_constant(name: str) -> Any:
+    raise _BadJson(f"{name} is not allowed")
+
+
+_DECODER = json.JSONDecoder(parse_int=_json_number(int), parse_float=_json_number(float),
+                            parse_constant=_json_constant)
+
+
+def _peer_json_object(data: str | bytes, what: str, max_bytes: int,
+                      decoder_detail: bool = False) -> dict[str, Any]:
+    """A JSON object a peer sent, decoded within bounds: at most `max_bytes` of UTF-8,
+    MAX_JSON_DEPTH levels, numbers of at most MAX_JSON_NUMBER_CHARS characters, finite,
+    strings without unpaired surrogates (they could not be written to Redis or a log).
+
+    Anything else raises ProtocolError: ``<what> is N bytes; the limit is M`` (1009),
+    ``<what> is not JSON (<why>)`` or ``<what> must be a JSON object`` (1007). The reason
+    never quotes the input (it may hold personal data); the JSON decoder's own message
+    is added only with `decoder_detail` (the metadata, where it helps set FreeSWITCH up).
+    """
+    def refuse(why: str | None) -> ProtocolError:
+        shown = f" ({why})" if why else ""
+        return ProtocolError(f"{what} is not JSON{shown}", CLOSE_INVALID_PAYLOAD)
+
+    try:
+        raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    except UnicodeEncodeError:
+        raise refuse("not valid text") from None
+    if len(raw) > max_bytes:
+        raise ProtocolError(f"{what} is {len(raw)} bytes; the limit is {max_bytes}",
+                            CLOSE_TOO_BIG)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise refuse("not valid UTF-8") from None
+    if not _json_depth_ok(text):
+        raise refuse(f"nested deeper than {MAX_JSON_DEPTH} levels")
+    try:
+        doc = _DECODER.decode(text)
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")  # unpaired surrogates
+    except json.JSONDecodeError as exc:
+        raise refuse(exc.msg if decoder_detail else None) from None
+    except _BadJson as exc:
+        raise refuse(str(exc)) from None
+    except UnicodeEncodeError:
+        raise refuse("a string that is not valid text") from None
+    except (ValueError, RecursionError):  # belt and braces: the checks above cover these
+        raise refuse("out of bounds") from None
+    if not isinstance(doc, dict):
+        raise ProtocolError(f"{what} must be a JSON object", CLOSE_INVALID_PAYLOAD)
+    return doc
 
 
 @dataclass(frozen=True)
@@ -105,23 +210,13 @@ _KNOWN = {"callId", "callSid", "sampleRate", "from", "to", "direction", "campaig
 def parse_metadata(
     text: str | bytes, url_call_uuid: str | None = None, max_bytes: int = MAX_METADATA_BYTES
 ) -> ForkMetadata:
-    """Validate the first text frame. Raises ProtocolError with the close code to use."""
-    raw = text.encode() if isinstance(text, str) else text
-    if len(raw) > max_bytes:
-        raise ProtocolError(
-            f"metadata is {len(raw)} bytes; the limit is {max_bytes}", CLOSE_TOO_BIG
-        )
-    try:
-        doc = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        detail = exc.msg if isinstance(exc, json.JSONDecodeError) else "not valid text"
-        raise ProtocolError(f"metadata is not JSON ({detail})", CLOSE_INVALID_PAYLOAD) from None
-    if not isinstance(doc, dict):
-        raise ProtocolError("metadata must be a JSON object", CLOSE_INVALID_PAYLOAD)
+    """Validate the first text frame. Raises ProtocolError with the close code to use,
+    whatever the input (see `_peer_json_object` for the bounds)."""
+    doc = _peer_json_object(text, "metadata", max_bytes, decoder_detail=True)
 
     problems: list[str] = []
     call_uuid = doc.get("callId", doc.get("callSid", url_call_uuid))
-    if not isinstance(call_uuid, str) or not _CALL_UUID.match(call_uuid):
+    if not isinstance(call_uuid, str) or not _CALL_UUID.fullmatch(call_uuid):
         problems.append("callId missing or not an id")
     elif url_call_uuid is not None and call_uuid != url_call_uuid:
         problems.append("callId differs from the URL's call uuid")
@@ -144,6 +239,9 @@ def parse_metadata(
     for key in ("from", "to", "campaign"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             problems.append(f"{key} must be a string")
+    for key in ("campaign", "lead"):  # ids that end up in Redis keys and records
+        if isinstance(doc.get(key), str) and not _CALL_UUID.fullmatch(doc[key]):
+            problems.append(f"{key} is not an id")
     if problems:
         raise ProtocolError("bad metadata: " + "; ".join(problems), CLOSE_POLICY)
     return ForkMetadata(
@@ -239,12 +337,13 @@ def handover_to_json(handover: Handover) -> dict[str, Any]:
 def parse_transfer(data: str | bytes | None) -> Handover:
     """The `Handover` in a ``mod_audio_fork::transfer`` event's ``data`` (the JSON
     `transfer` wrote). Data that is not a JSON object gives a handover with the default
-    reason and nothing else: the call must reach a person whatever came."""
+    reason and nothing else: the call must reach a person whatever came (so does data over
+    MAX_TRANSFER_BYTES, or outside the other bounds of `_peer_json_object`)."""
     try:
-        doc = json.loads(data) if data else {}
-    except ValueError:
+        doc = _peer_json_object(data, "transfer data", MAX_TRANSFER_BYTES) if data else {}
+    except ProtocolError:
         doc = {}
-    return handover_from_json(doc if isinstance(doc, dict) else {})
+    return handover_from_json(doc)
 
 
 def handover_from_json(doc: dict[str, Any]) -> Handover:
@@ -280,9 +379,20 @@ def _handover_turn(doc: dict[str, Any]) -> HandoverTurn:
     return HandoverTurn(
         caller=caller if isinstance(caller, str) else None,
         bot=bot if isinstance(bot, str) else "",
-        intent=intent_from_json(intent) if isinstance(intent, dict) else None,
-        emotion=emotion_from_json(emotion) if isinstance(emotion, dict) else None,
+        intent=_lenient(intent_from_json, intent),
+        emotion=_lenient(emotion_from_json, emotion),
     )
+
+
+def _lenient(from_json: Any, doc: Any) -> Any:
+    """A model output read back from a peer's JSON, or None when it is not one (a string
+    where a number belongs must not stop the call reaching a person)."""
+    if not isinstance(doc, dict):
+        return None
+    try:
+        return from_json(doc)
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 # ---- module -> server (after the metadata) ---------------------------------------------
@@ -305,16 +415,11 @@ def parse_module_text(text: str) -> MarkEvent | DtmfEvent | None:
     """Parse a text frame the module sends after the metadata (mark reports, and DTMF
     the controller forwards through ``uuid_audio_fork … send_text``).
 
-    Returns None for message types we do not act on; raises ProtocolError for non-JSON.
+    Returns None for message types we do not act on; raises ProtocolError for anything
+    that is not a JSON object within the bounds of `_peer_json_object`
+    (MAX_TEXT_FRAME_BYTES).
     """
-    if len(text) > MAX_METADATA_BYTES:
-        raise ProtocolError("text frame too large", CLOSE_TOO_BIG)
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        raise ProtocolError("text frame is not JSON", CLOSE_INVALID_PAYLOAD) from None
-    if not isinstance(doc, dict):
-        raise ProtocolError("text frame must be a JSON object", CLOSE_INVALID_PAYLOAD)
+    doc = _peer_json_object(text, "text frame", MAX_TEXT_FRAME_BYTES)
     data = doc.get("data") or {}
     if doc.get("type") == "dtmf" and isinstance(data, dict):
         digit = data.get("digit")
@@ -337,18 +442,33 @@ class ServerCommand:
     data: dict[str, Any]
 
     def audio(self) -> tuple[bytes, int]:
-        """Decode a playAudio command's raw PCM and its sample rate."""
+        """Decode a playAudio command's raw PCM and its sample rate. ValueError when this
+        is not a playAudio command; ProtocolError when its audio or rate is malformed."""
         if self.type != "playAudio":
             raise ValueError("not a playAudio command")
-        return base64.b64decode(self.data["audioContent"]), int(self.data["sampleRate"])
+        content, rate = self.data.get("audioContent"), self.data.get("sampleRate")
+        if type(rate) is not int or rate not in SAMPLE_RATES:
+            raise ProtocolError(f"playAudio sampleRate must be one of {list(SAMPLE_RATES)}",
+                                CLOSE_INVALID_PAYLOAD)
+        try:
+            if not isinstance(content, str):
+                raise ValueError("audioContent is not a string")
+            pcm = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError("playAudio audioContent is not base64",
+                                CLOSE_INVALID_PAYLOAD) from None
+        if len(pcm) % 2:
+            raise ProtocolError("playAudio audio is not whole 16-bit samples",
+                                CLOSE_INVALID_PAYLOAD)
+        return pcm, rate
 
 
-def parse_server_text(text: str) -> ServerCommand:
-    try:
-        doc = json.loads(text)
-    except json.JSONDecodeError:
-        raise ProtocolError("server text frame is not JSON", CLOSE_INVALID_PAYLOAD) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("type"), str):
+def parse_server_text(text: str | bytes) -> ServerCommand:
+    """A text frame the server sent (the simulator's side of the fork); ProtocolError for
+    anything that is not a JSON object with a string ``type`` within the bounds of
+    `_peer_json_object` (MAX_SERVER_TEXT_BYTES)."""
+    doc = _peer_json_object(text, "server text frame", MAX_SERVER_TEXT_BYTES)
+    if not isinstance(doc.get("type"), str):
         raise ProtocolError("server text frame has no type", CLOSE_INVALID_PAYLOAD)
     data = doc.get("data")
     return ServerCommand(doc["type"], data if isinstance(data, dict) else {})

@@ -34,7 +34,7 @@ log = logging.getLogger("callfleet.bots.kb")
 SHOP_FAQ_SOURCE = "shop_faq"
 ABCD_SOURCE = "abcd"
 
-_FAQ_ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_FAQ_ID_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*\Z")  # \Z: "$" allows a trailing newline
 _BUTTON_RE = re.compile(r"\[([^\]]+)\]")
 
 

@@ -38,7 +38,7 @@ BUILTIN_VARIABLES: dict[str, tuple[str, ...] | None] = {
     "lookup": ("ok", "error", "status"),
 }
 KNOWN_EMOTIONS = {"anger", "neutral", "positive"}
-_DTMF = re.compile(r"^[0-9*#]{1,16}$")
+_DTMF = re.compile(r"[0-9*#]{1,16}")  # fullmatch: no trailing newline
 _TERMINAL = {"hangup", "transfer"}
 
 
@@ -51,9 +51,21 @@ class CheckResult:
     intents_file: Path | None = None
 
 
+#: the largest intent data file a script may name (the shipped ones are under 25 KiB)
+MAX_INTENT_FILE_BYTES = 2 * 1024 * 1024
+
+
 def read_intent_names(path: Path) -> tuple[frozenset[str], frozenset[str]]:
-    """(intent names, emotion names) of an intent data file (`bots/data/*.yaml` format)."""
-    doc = yaml.safe_load(path.read_text())
+    """(intent names, emotion names) of an intent data file (`bots/data/*.yaml` format).
+    Raises OSError, ValueError, yaml.YAMLError or RecursionError (nesting past Python's
+    limit) for a file that is not one; reads at most MAX_INTENT_FILE_BYTES."""
+    if path.exists() and not path.is_file():  # a FIFO or /dev/zero would never end
+        raise OSError("not a regular file")
+    with path.open("rb") as handle:
+        raw = handle.read(MAX_INTENT_FILE_BYTES + 1)
+    if len(raw) > MAX_INTENT_FILE_BYTES:
+        raise ValueError(f"larger than {MAX_INTENT_FILE_BYTES} bytes")
+    doc = yaml.safe_load(raw.decode("utf-8"))
     if not isinstance(doc, dict) or not isinstance(doc.get("intents"), dict):
         raise ValueError("expected a top-level 'intents' mapping")
     emotions = doc.get("emotions") if isinstance(doc.get("emotions"), dict) else {}
@@ -146,7 +158,7 @@ class _Checker:
             self.error(("intents",), f"intent data file not found: {path}",
                        "a path relative to the script, e.g. ../data/shop_intents.yaml")
             return
-        except (OSError, ValueError, yaml.YAMLError) as exc:
+        except (OSError, ValueError, yaml.YAMLError, RecursionError) as exc:
             self.error(("intents",), f"cannot read intent data file {path}: {exc}",
                        "the bots/data/*.yaml format (intents: {name: {examples: [...]}})")
             return
@@ -203,7 +215,7 @@ class _Checker:
                     self.error(path + ("emotion",), f"unknown emotion '{name}'",
                                _listing(self.emotions), severity="warning")
             for key in t.dtmf or []:
-                if not isinstance(key, str) or not _DTMF.match(key):
+                if not isinstance(key, str) or not _DTMF.fullmatch(key):
                     self.error(path + ("dtmf",), f"invalid DTMF keys '{key}'",
                                "digits, '*' or '#', e.g. \"1\" or \"#\"")
             if t.when is not None:
@@ -239,7 +251,7 @@ class _Checker:
                            f"({_listing(spec.webhooks)})")
             if action.set:
                 for name in action.set:
-                    if name in BUILTIN_VARIABLES or not re.match(r"^[A-Za-z][A-Za-z0-9_]*$", name):
+                    if name in BUILTIN_VARIABLES or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
                         self.error(path + ("set", name), f"cannot set '{name}'",
                                    "a plain name that is not a built-in variable")
 

@@ -26,9 +26,10 @@ from bots.script.schema import ScriptSpec
 from bots.script.templates import Template
 from bots.script.yaml_lines import LocatedDocument, load_located_yaml
 
-__all__ = ["Script", "check_script", "load_script", "load_script_text"]
+__all__ = ["MAX_SCRIPT_BYTES", "Script", "check_script", "load_script", "load_script_text"]
 
-MAX_SCRIPT_BYTES = 1_000_000
+#: the largest script read (UTF-8 bytes); the shipped ones are under 9 KiB
+MAX_SCRIPT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,14 +66,26 @@ class Script:
                 "warnings": len(self.warnings)}
 
 
+def _too_large(file: str, size: int | None) -> ScriptError:
+    shown = f" ({size} bytes)" if size is not None else ""
+    return ScriptError([ScriptProblem(file, 0, 0, f"file is too large{shown}",
+                                      f"at most {MAX_SCRIPT_BYTES} bytes")])
+
+
 def _readable(path: str | os.PathLike) -> tuple[str, str]:
     path = Path(path)
     try:
+        if path.exists() and not path.is_file():  # a FIFO or /dev/zero would never end
+            raise ScriptError([ScriptProblem(str(path), 0, 0, "not a regular file",
+                                             "a path to a bot script (.yaml)")])
         size = path.stat().st_size
         if size > MAX_SCRIPT_BYTES:
-            raise ScriptError([ScriptProblem(str(path), 0, 0, f"file is too large ({size} bytes)",
-                                             f"at most {MAX_SCRIPT_BYTES} bytes")])
-        return str(path), path.read_text(encoding="utf-8")
+            raise _too_large(str(path), size)
+        with path.open("rb") as handle:
+            data = handle.read(MAX_SCRIPT_BYTES + 1)  # the file may grow after stat()
+        if len(data) > MAX_SCRIPT_BYTES:
+            raise _too_large(str(path), None)
+        return str(path), data.decode("utf-8")
     except FileNotFoundError:
         raise ScriptError([ScriptProblem(str(path), 0, 0, "file not found",
                                          "a path to a bot script (.yaml)")]) from None
@@ -139,7 +152,11 @@ def _shape_problems(exc: ValidationError, doc: LocatedDocument) -> list[ScriptPr
 
 def load_script_text(text: str, file: str = "<script>", base_dir: str | os.PathLike = ".",
                      functions: frozenset[str] | set[str] | None = None) -> Script:
-    """Validate `text` and build a `Script`; raises `ScriptError` with every problem."""
+    """Validate `text` and build a `Script`; raises `ScriptError` with every problem
+    (never another exception, whatever `text` holds)."""
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > MAX_SCRIPT_BYTES:
+        raise _too_large(file, size)
     doc = load_located_yaml(text, file)
     if not isinstance(doc.data, dict):
         raise ScriptError([ScriptProblem(file, 1, 1, "a bot script must be a mapping",

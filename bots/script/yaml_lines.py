@@ -6,6 +6,13 @@ it, recording for each path (``("states", "offer", "on", 0, "goto")``) the line 
 of the node. Keys are kept as the text written, so ``on:`` stays the string "on" (YAML
 1.1 would read it as a boolean). Duplicate keys and merge keys are rejected: PyYAML
 silently keeps the last duplicate, which hides mistakes.
+
+A script is data from people, so reading it is bounded whatever it holds: anchors and
+aliases are refused (an alias is a copy made at read time: a few hundred bytes of nested
+aliases expand to millions of values, and an alias inside its own anchor never ends),
+as are more than `MAX_NODES` values, nesting deeper than `MAX_DEPTH`, and scalars
+Python cannot turn into a value (a 5,000-digit number, the 13th month). Each is a
+`ScriptProblem` with its line, never another exception.
 """
 
 from __future__ import annotations
@@ -19,9 +26,54 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from bots.script.problems import ScriptError, ScriptProblem
 
-__all__ = ["LocatedDocument", "Location", "load_located_yaml"]
+__all__ = ["MAX_DEPTH", "MAX_NODES", "MAX_NUMBER_CHARS", "LocatedDocument", "Location",
+           "load_located_yaml"]
 
 Path = tuple[Any, ...]
+
+#: values (scalars, lists, mappings; keys count) in one script; the shipped ones have ~600
+MAX_NODES = 20_000
+#: lists and mappings inside each other; the shipped scripts nest 7 deep
+MAX_DEPTH = 40
+#: characters of a number (Python's int() of 5,000 digits is slow, then refused)
+MAX_NUMBER_CHARS = 100
+_NUMBER_TAGS = {"tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
+
+
+class _Refused(Exception):
+    """Composing stopped at `mark`: something a bot script may not contain."""
+
+    def __init__(self, mark: Any, message: str, expected: str) -> None:
+        super().__init__(message)
+        self.mark, self.message, self.expected = mark, message, expected
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer, refusing anchors and aliases and counting what it builds,
+    so neither memory nor the recursion that follows can run away."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.node_count = 0
+        self.depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise _Refused(event.start_mark, "YAML anchors (&name) and aliases (*name) are "
+                           "not supported in bot scripts", "each value written out in full")
+        self.node_count += 1
+        if self.node_count > MAX_NODES:
+            raise _Refused(event.start_mark, f"the script has more than {MAX_NODES} values",
+                           "a smaller script; split it into several bots")
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Refused(event.start_mark, f"values nested more than {MAX_DEPTH} deep",
+                               "flatter lists and mappings")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 @dataclass(frozen=True)
@@ -104,10 +156,18 @@ class _Builder:
         if isinstance(node, SequenceNode):
             return [self.build(child, path + (i,)) for i, child in enumerate(node.value)]
         if isinstance(node, ScalarNode):
+            if node.tag in _NUMBER_TAGS and len(node.value) > MAX_NUMBER_CHARS:
+                self.fail(node, f"a number of more than {MAX_NUMBER_CHARS} characters",
+                          "a shorter number, or quotes if it is text")
+                return None
             try:
                 return self.constructor.construct_object(node, deep=True)
             except yaml.YAMLError as exc:
                 self.fail(node, f"cannot read value: {exc}")
+                return None
+            except Exception as exc:  # PyYAML's scalar constructors raise ValueError (month
+                # 13), IndexError ('!!int' with no digits) and others on odd input
+                self.fail(node, f"cannot read value: {exc}", "a number, date or quoted text")
                 return None
         self.fail(node, "unsupported YAML node")
         return None
@@ -135,8 +195,13 @@ class _Builder:
 def load_located_yaml(text: str, file: str) -> LocatedDocument:
     """Parse `text` (named `file` in messages); raises `ScriptError` for YAML syntax
     errors, duplicate keys and merge keys, all of them with their lines."""
+    loader: _BoundedLoader | None = None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        loader = _BoundedLoader(text)  # the reader refuses control characters already here
+        root = loader.get_single_node()
+    except _Refused as exc:
+        line, column = exc.mark.line + 1, exc.mark.column + 1
+        raise ScriptError([ScriptProblem(file, line, column, exc.message, exc.expected)]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 0
@@ -148,6 +213,9 @@ def load_located_yaml(text: str, file: str) -> LocatedDocument:
                                          "valid YAML (check indentation and quotes)")]) from None
     except yaml.YAMLError as exc:
         raise ScriptError([ScriptProblem(file, 0, 0, f"YAML error: {exc}")]) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     lines = text.splitlines()
     if root is None:
         return LocatedDocument(None, file, lines, {(): Location(1, 1)})

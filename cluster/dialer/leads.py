@@ -51,7 +51,7 @@ _ALIASES = {
 _TRUE = {"1", "true", "yes", "y"}
 _FALSE = {"", "0", "false", "no", "n"}
 MAX_VARIABLE_CHARS = 1_000
-_LEAD_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_LEAD_ID = re.compile(r"[A-Za-z0-9_.-]{1,64}")  # fullmatch: "$" allows a trailing newline
 
 
 class LeadFileError(ValueError):
@@ -211,7 +211,7 @@ def _parse_row(row: int, values: list[str], columns: list[str], roles: dict[str,
     zone, source = get("timezone"), "column"
     if zone and not valid_timezone(zone):
         errors.append(RowError(row=row, column=columns[roles["timezone"]],
-                               message=f"unknown IANA time zone {zone!r} (e.g. America/Chicago)"))
+                               message=f"unknown IANA time zone {zone[:64]!r} (e.g. America/Chicago)"))
         return None
     if not zone:
         zone, source = guess_timezone(phone) or "", "number"
@@ -220,7 +220,7 @@ def _parse_row(row: int, values: list[str], columns: list[str], roles: dict[str,
     vip_text = get("vip").lower()
     if vip_text not in _TRUE | _FALSE:
         errors.append(RowError(row=row, column=columns[roles["vip"]],
-                               message=f"vip must be yes/no (or true/false, 1/0), got {vip_text!r}"))
+                               message=f"vip must be yes/no (or true/false, 1/0), got {vip_text[:20]!r}"))
         return None
     name = get("name") or " ".join(p for p in (get("first_name"), get("last_name")) if p)
     used = set(roles.values())
@@ -228,7 +228,7 @@ def _parse_row(row: int, values: list[str], columns: list[str], roles: dict[str,
                  for index, column in enumerate(columns)
                  if index not in used and index < len(values) and column}
     lead_id = get("lead_id")
-    if lead_id and not _LEAD_ID.match(lead_id):
+    if lead_id and not _LEAD_ID.fullmatch(lead_id):
         errors.append(RowError(row=row, column=columns[roles["lead_id"]],
                                message="lead_id must be 1-64 letters, digits, '.', '_' or '-'"))
         return None

@@ -107,7 +107,12 @@ NANP_TIMEZONES: dict[str, str] = {
 }
 
 _STRIP = re.compile(r"[\s().\-/]")
-_NANP = re.compile(r"^[2-9]\d{2}[2-9]\d{6}$")
+# ASCII digits only ("\d" and str.isdigit() take other scripts' digits and superscripts),
+# matched whole (fullmatch: "$" would allow a trailing newline)
+_DIGITS = re.compile(r"[0-9]+")
+_NANP = re.compile(r"[2-9][0-9]{2}[2-9][0-9]{6}")
+# IANA zone names: letters, digits, '_', '+', '-' in '/'-separated parts, at most 64 chars
+_ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]+(?:/[A-Za-z0-9_+\-]+)*")
 
 
 def normalise_e164(raw: str, default_country: str = "US") -> str:
@@ -130,8 +135,8 @@ def normalise_e164(raw: str, default_country: str = "US") -> str:
         digits, international = text[2:], True
     else:
         digits, international = text, False
-    if not digits.isdigit():
-        raise PhoneNumberError("phone number has characters other than digits")
+    if not _DIGITS.fullmatch(digits):
+        raise PhoneNumberError("phone number has characters other than digits 0-9")
     if international:
         country = _country_of(digits)
         if country is None:
@@ -140,7 +145,7 @@ def normalise_e164(raw: str, default_country: str = "US") -> str:
     else:
         country = COUNTRIES.get(default_country.upper())
         if country is None:
-            raise PhoneNumberError(f"unknown default country {default_country!r}; "
+            raise PhoneNumberError(f"unknown default country {default_country[:20]!r}; "
                                    f"known: {', '.join(sorted(COUNTRIES))}")
         national = digits
         if country.calling_code == "1" and len(national) == 11 and national.startswith("1"):
@@ -149,7 +154,7 @@ def normalise_e164(raw: str, default_country: str = "US") -> str:
                 country.trunk_prefix):
             national = national[len(country.trunk_prefix):]
     if country.calling_code == "1":
-        if not _NANP.match(national):
+        if not _NANP.fullmatch(national):
             raise PhoneNumberError("North American number must be 10 digits: area code and "
                                    "exchange each starting with 2-9")
     elif not 6 <= len(national) <= 13 or len(country.calling_code) + len(national) > 15:
@@ -168,10 +173,14 @@ def guess_timezone(e164: str) -> str | None:
 
 
 def valid_timezone(name: str) -> bool:
-    """Whether `name` is an IANA zone this machine's tz database knows."""
+    """Whether `name` is an IANA zone this machine's tz database knows. Never raises:
+    a name is looked up as a file, so odd ones ("America", 10,000 characters) would
+    otherwise raise IsADirectoryError or "file name too long"."""
+    if len(name) > 64 or not _ZONE_NAME.fullmatch(name):
+        return False
     try:
         ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return False
     return True
 

@@ -35,7 +35,7 @@ __all__ = [
 #: agent ids appear in Redis keys, URLs and tokens (``<agent_id>:<secret>``)
 AGENT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
 _RESERVED_IDS = frozenset({"queue", "offers", "feed", "calls"})
-_SKILL_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}$")
+_SKILL_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")  # \Z: "$" allows a trailing newline
 
 OverflowAction = Literal["callback", "voicemail"]
 
