@@ -8,13 +8,23 @@ config fails at start with every problem listed, not just the first.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # sections owned by their packages (pydantic-only modules, cheap to import)
@@ -22,10 +32,15 @@ from bots.escalation import EscalationSettings  # noqa: E402
 from bots.kb.settings import KnowledgeBaseSettings  # noqa: E402
 from bots.script.library import BotScriptSettings  # noqa: E402
 from configs.dialer import DialerSettings  # noqa: E402
+from configs.media_security import CallLimits, ForkAuthSettings  # noqa: E402
 from configs.routing import RoutingSettings  # noqa: E402
 from configs.webhooks import WebhookSettings  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
+DEFAULT_ESL_PASSWORD = "ClueCon"  # FreeSWITCH's out-of-the-box event socket password
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# setting names whose values never appear in an error message
+_SECRET_PARTS = ("password", "token", "key", "secret")
 
 
 class ConfigError(ValueError):
@@ -138,6 +153,8 @@ class GatewaySettings(ReplicaSettings):
     no_input_s: float = Field(7.0, ge=1, le=120, description="caller silent this long after the "
                               "bot finished: the script's no-input handling runs")
     vad: VADSettings = Field(default_factory=VADSettings)
+    limits: CallLimits = Field(default_factory=CallLimits,
+                               description="bounds on one call and on forks per replica")
     num_cpus: float = 0.25
 
 
@@ -146,7 +163,10 @@ class FreeswitchSettings(_Section):
 
     host: str = Field("127.0.0.1", description="event socket address (keep it on a private network)")
     port: int = Field(8021, ge=1, le=65535, description="event socket port")
-    password: SecretStr = Field(SecretStr("ClueCon"), description="event socket password: change it")
+    password: SecretStr = Field(
+        SecretStr(DEFAULT_ESL_PASSWORD),
+        description="event socket password; FreeSWITCH's default 'ClueCon' is refused unless "
+        "simulate is true")
     media_url: str | None = Field(
         None, description="media gateway route FreeSWITCH forks to, /<uuid> appended; None = "
         "ws://<serve.host>:<gateway.media_port>/media, or the Serve HTTP port when media_port "
@@ -159,6 +179,10 @@ class FreeswitchSettings(_Section):
     agent_context: str = Field("default", description="dialplan context of agent extensions")
     fallback_extension: str | None = Field(
         None, description="where a call goes when its media fork cannot connect (else hang up)")
+    sounds_dir: Path | None = Field(
+        None, description="folder of CallFleet's recorded prompts (campaign information "
+        "messages), as FreeSWITCH sees it: share it with the switch. A prompt is named by its "
+        "file name only and played from here. None = <state_dir>/prompts")
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
     command_timeout_s: float = Field(10.0, gt=0, le=300)
     originate_slack_s: float = Field(15.0, ge=0, le=300, description="wait beyond the ring timeout")
@@ -169,6 +193,36 @@ class FreeswitchSettings(_Section):
     sim_ring_s: tuple[float, float] = Field((1.0, 4.0), description="simulator: ring time range")
     sim_scenarios: str | None = Field(
         None, description="simulator: callee scenarios YAML (default configs/scenarios/outbound.yaml)")
+    fork_auth: ForkAuthSettings = Field(
+        default_factory=ForkAuthSettings,
+        description="the credential each media fork carries (issued here, checked by the gateway)")
+
+    @field_validator("password")
+    @classmethod
+    def _password_fits_one_line(cls, value: SecretStr) -> SecretStr:
+        if _CONTROL.search(value.get_secret_value()):
+            raise ValueError("the event socket password may not contain control characters "
+                             "(it is sent as one ESL line)")
+        return value
+
+    @model_validator(mode="after")
+    def _no_default_password_on_a_real_switch(self) -> FreeswitchSettings:
+        if not self.simulate and self.password.get_secret_value() == DEFAULT_ESL_PASSWORD:
+            raise ValueError(
+                "freeswitch.password is FreeSWITCH's default 'ClueCon', refused with "
+                "freeswitch.simulate: false; set freeswitch.password (or "
+                "CALLFLEET_FREESWITCH__PASSWORD) to the one in event_socket.conf.xml")
+        return self
+
+
+class RedisSettings(_Section):
+    """How CallFleet treats its Redis (the address is the top-level `redis_url`)."""
+
+    allow_unsafe_persistence: bool = Field(
+        False, description="start with an external Redis (redis_url) that has no AOF "
+        "(appendonly yes) or evicts keys (maxmemory-policy other than noeviction). Redis "
+        "holds the only copy of do-not-call lists and compliance records: keep false unless "
+        "losing them is acceptable (a throwaway test Redis)")
 
 
 class ApiSettings(_Section):
@@ -203,8 +257,11 @@ class Settings(BaseSettings):
     )
 
     state_dir: Path = Field(Path("var"), description="pid files, logs, caches, registry")
-    redis_url: str | None = Field(None, description="None = start an embedded Redis")
+    redis_url: str | None = Field(
+        None, description="None = start an embedded Redis (loopback, password in "
+        "<state_dir>/redis/password); an external one must persist (AOF, noeviction)")
     redis_port: int = Field(6391, ge=1, le=65535, description="embedded Redis port")
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     store_url: str | None = Field(None, description="SQLAlchemy URL; None = SQLite in state_dir")
     registry_path: Path | None = Field(None, description="model registry; None = state_dir/registry")
     call_ttl_s: int = Field(86_400, ge=60, description="how long live call context stays in Redis")
@@ -235,7 +292,28 @@ class Settings(BaseSettings):
             self.freeswitch.media_url = f"ws://{self.serve.host}:{port}/media"
         if self.store_url is None:
             self.store_url = f"sqlite:///{self.state_dir / 'callfleet.db'}"
+        sounds = self.freeswitch.sounds_dir or self.state_dir / "prompts"
+        self.freeswitch.sounds_dir = Path(sounds).expanduser().resolve()
+        if self.freeswitch.fork_auth.allow_unauthenticated and not self.loopback_only:
+            raise ValueError(
+                "freeswitch.fork_auth.allow_unauthenticated: true needs every bind host on "
+                "loopback (serve.host, ray.node_ip, no ray.address); forks reachable from "
+                "other machines must carry a credential")
         return self
+
+    @property
+    def loopback_only(self) -> bool:
+        """Local mode: every address this cluster binds (the Serve HTTP route and media
+        port on serve.host, the local Ray head on ray.node_ip) is loopback."""
+        return (self.ray.address is None and is_loopback(self.serve.host)
+                and is_loopback(self.ray.node_ip))
+
+    @property
+    def unauthenticated_forks_allowed(self) -> bool:
+        """Whether the gateway accepts a media fork without a credential: only in local
+        mode, and only unless `freeswitch.fork_auth.allow_unauthenticated` says false."""
+        allow = self.freeswitch.fork_auth.allow_unauthenticated
+        return self.loopback_only and allow is not False
 
     @property
     def cache_dir(self) -> Path:
@@ -252,6 +330,16 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # environment beats the YAML file (passed as init kwargs)
         return env_settings, init_settings
+
+
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost; not 0.0.0.0 / :: (every interface)."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def settings_doc(settings: Settings) -> dict[str, Any]:
@@ -279,7 +367,11 @@ def _format_error(err: dict[str, Any]) -> str:
     where = ".".join(str(p) for p in err["loc"]) or "(top level)"
     if err["type"] == "extra_forbidden":
         return f"{where}: unknown setting"
-    return f"{where}: {err['msg']} (got {err.get('input')!r})"
+    value = err.get("input")
+    secret = any(part in where.lower() for part in _SECRET_PARTS)
+    if secret or isinstance(value, dict | list | BaseModel):  # a whole section may hold secrets
+        return f"{where}: {err['msg']}"
+    return f"{where}: {err['msg']} (got {value!r})"
 
 
 def load_settings(path: str | os.PathLike | None = None, **overrides: Any) -> Settings:

@@ -173,6 +173,9 @@ class CallOutcome:
     dtmf: str = ""
     heard: tuple[str, ...] = ()  # segment texts the module reported as played out
     cut: tuple[str, ...] = ()  # segments stopped by barge-in
+    # caller input over a bound (`gateway.limits`), by kind: "events" (queue full),
+    # "dtmf_rate" (keys too fast), "dtmf_record" (keys past the recorded length)
+    dropped: dict[str, int] = field(default_factory=dict)
 
     @property
     def escalation(self) -> str | None:

@@ -2,6 +2,11 @@
 audio out, with barge-in, DTMF and no-input. Runs as asyncio tasks inside the media
 gateway; it knows the models only through the `TurnModels` protocol and the bot through
 the script engine's API (`bots.script.ScriptBot`), so it is tested without Ray.
+
+The call is bounded (`gateway.limits`): caller events waiting for the bot, key presses a
+second and kept in the record, turns kept, and the call's length (at `max_call_s` the bot
+says so and hangs up, or hands over). Input over a bound is dropped and counted in the
+outcome's ``dropped``; the call goes on.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from telephony.call_data import (
     TurnRecord,
     TurnTiming,
 )
+from telephony.call_limits import RateLimiter
 from telephony.playback import AudioOut, Playback
 from telephony.prosody import ProsodyBaseline, measure_prosody
 from telephony.vad import Endpointer, SpeechStarted, UtteranceEnded
@@ -36,6 +42,8 @@ log = logging.getLogger("callfleet.call")
 ASR_RATE = 16000
 _SORRY = "Sorry, I had a problem there. Could you say that again?"
 _LOOK_AGAIN_S = 0.05  # how often the no-input timer looks again while someone is talking
+MAX_CALL_REASON = "maximum call length reached"
+_TURN_GRACE_S = 10.0  # at the time limit, a turn in progress gets this long to finish
 
 
 class TurnModels(Protocol):
@@ -82,7 +90,10 @@ class CallSession:
         bot: ScriptBot,
         actions: ActionSink | None = None,
         clock: Callable[[], float] = time.monotonic,
+        elapsed_s: float = 0.0,
     ):
+        """`elapsed_s`: how long the call has lasted already (since it was answered, or
+        on another replica before its fork moved here); it counts towards `max_call_s`."""
         self.meta = meta
         self.models = models
         self.out = out
@@ -95,19 +106,38 @@ class CallSession:
         self.playback = Playback(out, mode, meta.sample_rate, settings.playout_lead_ms, clock=clock)
         self.endpointer = Endpointer(meta.sample_rate, settings.vad)
         self.baseline = ProsodyBaseline()
-        extra = meta.extra or {}
-        self.state = bot.new_state(call_uuid=meta.call_uuid, customer=meta.customer,
-                                   campaign=meta.campaign, direction=meta.direction,
-                                   variant=extra.get("variant"))
+        self.limits = settings.limits
+        self.state = self._new_state(bot, meta)
         self.outcome = CallOutcome()
-        self.turns: list[TurnRecord] = []  # every turn of the call, earlier replicas' too
+        # the call's turns, earlier replicas' too (the latest `max_stored_turns`)
+        self.turns: list[TurnRecord] = []
         self.finished = asyncio.Event()  # set when the bot has ended the call
         self._samples_in = 0
-        self._utterances: asyncio.Queue[tuple[UtteranceEnded, float]] = asyncio.Queue()
+        self._utterances: asyncio.Queue[tuple[UtteranceEnded | media_fork.DtmfEvent, float]] = \
+            asyncio.Queue(maxsize=self.limits.max_pending_events)
+        self._keys = RateLimiter(self.limits.dtmf_per_s, self.limits.dtmf_burst, clock)
         self._generation = 0  # bumped by barge-in: stale replies are not spoken
         self._quiet_since = clock()  # caller speech last heard, or their last event handled
+        self._deadline = clock() + self.limits.max_call_s - max(0.0, elapsed_s)
         self._worker: asyncio.Task | None = None
+        self._timer: asyncio.Task | None = None
+        self._stopping = False  # time is up: the turn loop takes no new event
+        self._idle = asyncio.Event()  # clear while the turn loop handles an event
+        self._idle.set()
         self._closing: asyncio.Future[CallOutcome] | None = None
+
+    @staticmethod
+    def _new_state(bot: ScriptBot, meta: media_fork.ForkMetadata) -> DialogState:
+        extra = meta.extra or {}
+        variant = extra.get("variant")
+        kwargs = dict(call_uuid=meta.call_uuid, customer=meta.customer,
+                      campaign=meta.campaign, direction=meta.direction)
+        try:
+            return bot.new_state(**kwargs, variant=variant if isinstance(variant, str) else None)
+        except ValueError:  # a variant this bot does not have: the bot chooses one
+            log.warning("unknown A/B variant for the call's bot; the bot chooses one",
+                        extra={"call_uuid": meta.call_uuid})
+            return bot.new_state(**kwargs)
 
     # ---- lifecycle -----------------------------------------------------------------
 
@@ -117,13 +147,18 @@ class CallSession:
             # the fork moved to this replica mid-call: resume where the call was (the
             # bot repeats its current question)
             self.state = resumed.state
-            self.turns = list(resumed.turns)
+            self.turns = list(resumed.turns)[-self.limits.max_stored_turns:]
         elif self.actions is not None:
             await self.actions.started(self.meta, self.state)
+        if self.clock() >= self._deadline:  # it came back after its time was up
+            await self._time_up()
+            return
+        self._timer = asyncio.create_task(self._time_limit())
         opening = await self.bot.start(self.state)
         await self._say(opening)
         await self._done_with(opening)
-        self._worker = asyncio.create_task(self._turns())
+        if not self._over:
+            self._worker = asyncio.create_task(self._turns())
 
     async def close(self, reason: str | None = None) -> CallOutcome:
         """Stop the call's tasks and record its outcome. Idempotent: a second close (or
@@ -137,10 +172,11 @@ class CallSession:
     async def _close(self, reason: str | None) -> CallOutcome:
         if reason:
             self.outcome.reason = reason
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        for task in (self._timer, self._worker):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.playback.close()
         self.outcome.turns = self.state.turns
         self.outcome.heard = tuple(self.playback.heard)
@@ -160,21 +196,86 @@ class CallSession:
             elif isinstance(event, UtteranceEnded):
                 # wall time at which the caller actually stopped speaking
                 lag = self._samples_in / self.meta.sample_rate - event.end_s
-                self._utterances.put_nowait((event, self.clock() - lag))
+                self._queue(event, self.clock() - lag)
         if self.endpointer.in_speech:
             self._quiet_since = self.clock()
 
     def on_text(self, text: str) -> None:
         event = media_fork.parse_module_text(text)
         if isinstance(event, media_fork.DtmfEvent):
-            if self.state.ended:
+            if self._over:
                 return  # the bot's part is over: a key no longer counts
-            self.outcome.dtmf += event.digit
+            if not self._keys.allow():
+                self._drop("dtmf_rate")
+                return
+            if len(self.outcome.dtmf) < self.limits.max_dtmf_digits:
+                self.outcome.dtmf += event.digit
+            else:
+                self._drop("dtmf_record")  # the bot still gets the key
             on_dtmf = getattr(self.bot, "on_dtmf", None)
             if on_dtmf is not None:
-                self._utterances.put_nowait((event, self.clock()))
+                self._queue(event, self.clock())
         elif event is not None:
             self.playback.on_mark(event)
+
+    def _queue(self, event: UtteranceEnded | media_fork.DtmfEvent, at: float) -> None:
+        """An utterance or key press for the turn loop; dropped (and counted) when
+        `max_pending_events` are already waiting: the bot is far behind the caller."""
+        try:
+            self._utterances.put_nowait((event, at))
+        except asyncio.QueueFull:
+            self._drop("events")
+
+    def _drop(self, kind: str) -> None:
+        count = self.outcome.dropped.get(kind, 0) + 1
+        self.outcome.dropped[kind] = count
+        if count == 1:  # once per kind and call: a flood must not flood the log too
+            log.warning("caller input over a bound dropped (%s)", kind,
+                        extra={"call_uuid": self.meta.call_uuid})
+
+    # ---- the call's length -------------------------------------------------------------
+
+    @property
+    def _over(self) -> bool:
+        """The bot's part of the call is over (the script ended it, or its time is up)."""
+        return self.finished.is_set() or self.state.ended or self._stopping
+
+    async def _time_limit(self) -> None:
+        await asyncio.sleep(max(0.0, self._deadline - self.clock()))
+        if not self._over:
+            await self._time_up()
+
+    async def _time_up(self) -> None:
+        """`max_call_s` has passed: let what the bot is saying finish, then say the limit's
+        message and hang up, or hand over (`on_max_call`). Nothing the caller does makes
+        a turn any more."""
+        log.info("call reached its maximum length", extra={"call_uuid": self.meta.call_uuid})
+        self._stopping = True
+        # a turn in progress finishes (its record and actions are kept), within reason
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), _TURN_GRACE_S)
+        if self.finished.is_set() or self.state.ended:
+            return  # that turn ended the call itself
+        worker, self._worker = self._worker, None
+        if worker is not None:
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+        self.state.ended = True
+        await self.playback.drained()
+        actions: tuple[Action, ...] = ()
+        if self.limits.on_max_call == "handover":
+            actions = (Transfer(skills=(), priority=0, reason=MAX_CALL_REASON,
+                                brief="The call reached the bot's time limit.",
+                                escalation_reason="max_call_length"),)
+        reply = BotTurn(segments=(Say(self.limits.max_call_message),), actions=actions,
+                        end_call=True)
+        try:
+            await self._say(reply)
+        except Exception as exc:  # the call ends anyway
+            log.error("the time limit's message could not be spoken (%s)", type(exc).__name__,
+                      extra={"call_uuid": self.meta.call_uuid})
+        await self._done_with(reply, reason=MAX_CALL_REASON)
 
     # ---- the conversation --------------------------------------------------------------
 
@@ -187,8 +288,9 @@ class CallSession:
     async def _turns(self) -> None:
         while True:
             utterance, speech_end = await self._next_event()
-            if self.state.ended:
+            if self._over:
                 continue  # the bot's part is over: what the caller does no longer makes turns
+            self._idle.clear()
             try:
                 if utterance is None:
                     await self._silence()
@@ -205,6 +307,7 @@ class CallSession:
                     await self._say(BotTurn(segments=(Say(_SORRY),)))
             finally:
                 self._quiet_since = self.clock()
+                self._idle.set()
 
     async def _next_event(self) -> tuple[UtteranceEnded | media_fork.DtmfEvent | None, float]:
         """The caller's next utterance or key press with the time it ended, or (None, now)
@@ -223,7 +326,7 @@ class CallSession:
 
     def _no_input_due_in(self) -> float | None:
         """Seconds until the caller's silence counts as no input; None: never."""
-        if self.state.ended or self.finished.is_set():
+        if self._over:
             return None
         now = self.clock()
         if self.endpointer.in_speech:
@@ -305,11 +408,13 @@ class CallSession:
 
     async def _record(self, turn: TurnRecord) -> None:
         self.turns.append(turn)
+        del self.turns[:-self.limits.max_stored_turns]
         await self.recorder.turn(self.meta.call_uuid, turn, self.state)
 
-    async def _done_with(self, reply: BotTurn) -> None:
+    async def _done_with(self, reply: BotTurn, reason: str | None = None) -> None:
         """Carry out the turn's side effects; end the bot's part when the script says so
-        (with a transfer: the handover, built here once, goes out over the fork)."""
+        (with a transfer: the handover, built here once, goes out over the fork).
+        `reason`: why it ended, when not the script's own choice."""
         if reply.actions and self.actions is not None:
             await self.actions.carry_out(self.meta, self.state, reply.actions)
         if reply.end_call:
@@ -317,7 +422,7 @@ class CallSession:
             if transfers:
                 self.outcome.handover = Handover.build(
                     transfers[0], self.turns, self.meta.customer, self.meta.campaign)
-            self.outcome.reason = "escalated" if transfers else "bot closed the call"
+            self.outcome.reason = reason or ("escalated" if transfers else "bot closed the call")
             await self.playback.drained()
             self.finished.set()
 

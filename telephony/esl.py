@@ -38,12 +38,14 @@ from urllib.parse import quote, unquote
 __all__ = [
     "MAX_CONTENT_LENGTH",
     "MAX_HEADER_BYTES",
+    "ESLCommandError",
     "ESLMessage",
     "ESLParser",
     "ESLProtocolError",
     "api",
     "auth",
     "bgapi",
+    "check_command",
     "encode_event",
     "event_plain",
     "exit",
@@ -57,10 +59,41 @@ MAX_CONTENT_LENGTH = 8 * 1024 * 1024
 _FS_UNSAFE = "\r\n #%&+:;<=>?@[\\]^`{|}\""
 _FS_SAFE = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in _FS_UNSAFE)
 _HEADER_END = re.compile(rb"\n\r*\n")
+# C0 controls and DEL: a LF ends the command line (what follows becomes a header, or after
+# a blank line a second command), a CR is stripped or kept depending on the reader, a NUL
+# cuts the C string FreeSWITCH hands to the api, a TAB or ESC is never legitimate here
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_VERB = re.compile(r"^[A-Za-z_]{1,32}$")
 
 
 class ESLProtocolError(ValueError):
     """A peer sent bytes that are not a valid ESL frame; close that connection."""
+
+
+class ESLCommandError(ValueError):
+    """A command CallFleet was about to send cannot be one ESL command line (it holds a
+    control character); nothing was sent. The message never repeats the command's
+    arguments, which may be personal data."""
+
+
+def check_command(line: str, headers: dict[str, str] | None = None) -> str:
+    """`line` (and any header name and value) as one ESL command, or ESLCommandError.
+
+    Every command CallFleet sends passes here: a CR, LF or other control character in a
+    value would end the command line and let the rest of the value run as a second
+    command (``api system …``, an ``originate`` for toll fraud)."""
+    words = (line or "").split(" ", 2)
+    shown = words[0] if _VERB.match(words[0]) else "an ESL command"
+    if shown in ("api", "bgapi") and len(words) > 1 and _VERB.match(words[1]):
+        shown += " " + words[1]  # the api command's name, never its arguments
+    if not line or _CONTROL.search(line):
+        raise ESLCommandError(f"{shown} refused: a control character (CR, LF, NUL, ...) or "
+                              "an empty line cannot be sent to FreeSWITCH; nothing was sent")
+    for name, value in (headers or {}).items():
+        if not name or ":" in name or _CONTROL.search(name) or _CONTROL.search(str(value)):
+            raise ESLCommandError(f"{shown} refused: a header of it holds a colon in its "
+                                  "name or a control character; nothing was sent")
+    return line
 
 
 def _header(headers: dict[str, str], name: str) -> str | None:
@@ -115,6 +148,7 @@ class ESLParser:
         self._commands = commands
         self._buf = bytearray()
         self._pending: tuple[ESLMessage, int] | None = None
+        self._scanned = 0  # no header end starts before this offset of _buf
 
     def feed(self, data: bytes) -> list[ESLMessage]:
         self._buf += data
@@ -134,13 +168,20 @@ class ESLParser:
                 start += 1
             if start:
                 del self._buf[:start]
-            match = _HEADER_END.search(self._buf)
+                self._scanned = max(0, self._scanned - start)
+            # resume where the last search gave up, so a header block arriving a byte at
+            # a time costs linear, not quadratic, time
+            match = _HEADER_END.search(self._buf, self._scanned)
             if match is None:
                 if len(self._buf) > MAX_HEADER_BYTES:
                     raise ESLProtocolError(
                         f"header block exceeds {MAX_HEADER_BYTES} bytes without a blank line"
                     )
+                # only the last LF (followed by nothing but CRs) can still start the end
+                last_lf = self._buf.rfind(b"\n", self._scanned)
+                self._scanned = len(self._buf) if last_lf < 0 else last_lf
                 break
+            self._scanned = 0
             if match.start() > MAX_HEADER_BYTES:
                 raise ESLProtocolError(f"header block exceeds {MAX_HEADER_BYTES} bytes")
             block = bytes(self._buf[: match.start()]).decode("utf-8", errors="replace")
@@ -158,22 +199,27 @@ class ESLParser:
         msg = ESLMessage()
         if self._commands:
             msg.command = lines.pop(0)
-        for line in lines:
+        for number, line in enumerate(lines, 2 if self._commands else 1):  # of the block
             if not line:
                 continue
             name, sep, value = line.partition(":")
-            if not sep or not name:
-                raise ESLProtocolError(f"malformed header line {line[:80]!r}")
+            if not sep or not name:  # the line itself is not shown: it may be personal data
+                raise ESLProtocolError(f"malformed header line {number}: no 'Name:' before "
+                                       "its value")
             msg.headers[name] = value.lstrip(" ")
         return msg
+
+
+_DECIMAL = re.compile(r"[0-9]{1,12}")  # ASCII only: str.isdigit() takes '²' and '٣'
 
 
 def _content_length(headers: dict[str, str]) -> int:
     raw = _header(headers, "Content-Length")
     if raw is None:
         return 0
-    if not raw.strip().isdigit():
-        raise ESLProtocolError(f"Content-Length {raw[:40]!r} is not a non-negative integer")
+    if not _DECIMAL.fullmatch(raw.strip()):
+        raise ESLProtocolError("Content-Length is not a non-negative integer of at most "
+                               "12 digits")
     length = int(raw)
     if length > MAX_CONTENT_LENGTH:
         raise ESLProtocolError(f"Content-Length {length} exceeds {MAX_CONTENT_LENGTH} bytes")
@@ -208,17 +254,18 @@ def parse_event(msg: ESLMessage) -> dict[str, str]:
         raise ESLProtocolError(f"not a text/event-plain frame: {msg.content_type!r}")
     head, sep, rest = msg.body.partition("\n\n")
     event: dict[str, str] = {}
-    for line in head.split("\n"):
+    for number, line in enumerate(head.split("\n"), 1):
         line = line.rstrip("\r")
         if not line:
             continue
         name, colon, value = line.partition(":")
-        if not colon:
-            raise ESLProtocolError(f"malformed event header line {line[:80]!r}")
+        if not colon:  # the line itself is not shown: it may be personal data
+            raise ESLProtocolError(f"malformed event header line {number}: no 'Name:' "
+                                   "before its value")
         event[name] = unquote(value.lstrip(" "))
     length = _content_length(event)
     if length:
-        raw = rest.encode("utf-8")
+        raw = rest.encode("utf-8", "surrogatepass")
         if len(raw) < length:
             raise ESLProtocolError(f"event body shorter than its Content-Length {length}")
         event["_body"] = raw[:length].decode("utf-8", errors="replace")
@@ -226,9 +273,7 @@ def parse_event(msg: ESLMessage) -> dict[str, str]:
 
 
 def _command(line: str, headers: dict[str, str] | None = None) -> bytes:
-    if "\n" in line or "\r" in line:
-        raise ValueError("an ESL command must be a single line")
-    return ESLMessage(headers or {}, command=line).serialize()
+    return ESLMessage(headers or {}, command=check_command(line, headers)).serialize()
 
 
 def auth(password: str) -> bytes:

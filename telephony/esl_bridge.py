@@ -24,6 +24,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from telephony.esl import check_command
+
 __all__ = ["ESLLinkError", "GreenswitchLink", "LinkSettings"]
 
 logger = logging.getLogger(__name__)
@@ -70,6 +72,9 @@ class GreenswitchLink:
         on_connected: Callable[[], None] | None = None,
         on_disconnected: Callable[[str], None] | None = None,
     ) -> None:
+        # greenswitch sends these itself on connect: checked here, once, like every command
+        check_command(f"auth {settings.password}")
+        check_command("event plain " + " ".join(settings.events))
         self.settings = settings
         self._on_event = on_event
         self._on_connected = on_connected or (lambda: None)
@@ -100,13 +105,21 @@ class GreenswitchLink:
             await asyncio.to_thread(self._thread.join, self.settings.command_timeout_s + 5)
             self._thread = None
 
-    async def command(self, line: str, timeout_s: float | None = None) -> str:
-        """Send one ESL command (``api …``, ``bgapi …``, ``event plain …``) and return the
-        reply text: the api output, or the command/reply ``Reply-Text``."""
+    async def command(self, line: str, timeout_s: float | None = None,
+                      headers: dict[str, str] | None = None) -> str:
+        """Send one ESL command (``api …``, ``bgapi …``, ``event plain …``), with optional
+        headers (``Job-UUID``), and return the reply text: the api output, or the
+        command/reply ``Reply-Text``.
+
+        This is the one place commands leave CallFleet: a line or header holding a CR, LF
+        or other control character raises `telephony.esl.ESLCommandError` and nothing is
+        sent."""
+        check_command(line, headers)
         if not self.connected:
             raise ESLLinkError("ESL is not connected")
+        frame = line + "".join(f"\n{name}: {value}" for name, value in (headers or {}).items())
         fut: concurrent.futures.Future[str] = concurrent.futures.Future()
-        self._commands.put((line, fut))
+        self._commands.put((frame, fut))
         self._wake()
         wait = (timeout_s or self.settings.command_timeout_s) + 1.0
         try:

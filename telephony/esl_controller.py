@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from configs.settings import FreeswitchSettings
 from telephony import esl_commands as cmd
@@ -32,7 +32,10 @@ from telephony.call_control import (
     OriginateResult,
 )
 from telephony.call_fsm import CallPhase, CallRecord, TransitionRefused
+from telephony.esl import ESLCommandError
 from telephony.esl_bridge import ESLLinkError, GreenswitchLink, LinkSettings
+from telephony.fork_auth import CREDENTIAL_FIELD, ForkCredentials
+from telephony.media_fork import ForkMetadata
 
 __all__ = ["CallRecordSink", "ESLController"]
 
@@ -67,6 +70,11 @@ class ESLController:
         self._tasks: set[asyncio.Task] = set()
         self._connected = asyncio.Event()
         self.resyncs = 0
+        # each fork carries a short-lived credential for its call (telephony/fork_auth.py)
+        self._credentials = ForkCredentials.from_settings(settings.fork_auth)
+        if self._credentials is None:
+            logger.warning("freeswitch.fork_auth.secret is not set: media forks carry no "
+                           "credential, and only a loopback-only local gateway takes them")
         self._link = GreenswitchLink(
             LinkSettings(settings.host, settings.port, settings.password.get_secret_value(), EVENTS,
                          settings.connect_timeout_s, settings.command_timeout_s),
@@ -138,7 +146,8 @@ class ESLController:
         waiter: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self._jobs[job] = waiter
         try:
-            reply = await self._send(f"bgapi {cmd.originate(request, gateway)}\nJob-UUID: {job}")
+            reply = await self._send(f"bgapi {cmd.originate(request, gateway)}",
+                                     headers={"Job-UUID": job})
             if not reply.startswith("+OK"):
                 return False, "ORIGINATE_REFUSED"
             wait = request.ring_timeout_s + self.settings.originate_slack_s
@@ -150,18 +159,17 @@ class ESLController:
         return cmd.parse_job_result(body)
 
     async def transfer(self, call_uuid: str, extension: str, context: str | None = None) -> None:
-        ctx = cmd.token(context or self.settings.agent_context, "context")
-        await self._api_ok(f"uuid_transfer {cmd.uuid_arg(call_uuid)} "
-                           f"{cmd.token(extension, 'extension')} XML {ctx}")
+        await self._api_ok(cmd.uuid_transfer(call_uuid, extension,
+                                             context or self.settings.agent_context))
         record = self.calls.get(call_uuid)
         if record is not None:
             self._move(record, CallPhase.AGENT, "transfer")
 
     async def bridge(self, call_uuid: str, other_uuid: str) -> None:
-        await self._api_ok(f"uuid_bridge {cmd.uuid_arg(call_uuid)} {cmd.uuid_arg(other_uuid)}")
+        await self._api_ok(cmd.uuid_bridge(call_uuid, other_uuid))
 
     async def hangup(self, call_uuid: str, cause: str = "NORMAL_CLEARING") -> None:
-        await self._api_ok(f"uuid_kill {cmd.uuid_arg(call_uuid)} {cmd.cause(cause)}")
+        await self._api_ok(cmd.uuid_kill(call_uuid, cause))
 
     async def escalate(self, call_uuid: str) -> None:
         """Mark a call as waiting for a person (the skill router takes it from here)."""
@@ -176,10 +184,12 @@ class ESLController:
             raise CallControlError("no such live call", retryable=False)
         await self._fork_or_fail(record)
 
-    async def play_and_hangup(self, call_uuid: str, wav_path: str, duration_s: float) -> None:
+    async def play_and_hangup(self, call_uuid: str, file_name: str, duration_s: float) -> None:
         """Play a recorded message (e.g. the abandonment information message) and hang up
-        once it has played."""
-        await self._api_ok(f"uuid_broadcast {cmd.uuid_arg(call_uuid)} {wav_path} aleg")
+        once it has played. `file_name` is a base name in ``freeswitch.sounds_dir``; a
+        path, ``..`` or an unsafe character is refused (CallControlError)."""
+        await self._api_ok(cmd.uuid_broadcast(
+            call_uuid, cmd.sound_path(self.settings.sounds_dir, file_name)))
         await asyncio.sleep(duration_s + 0.3)
         try:
             await self.hangup(call_uuid, "NORMAL_CLEARING")
@@ -193,17 +203,19 @@ class ESLController:
         url = f"{self.settings.media_url.rstrip('/')}/{call_uuid}"
         fork_rate = fork_rate if fork_rate in ("8k", "16k") else self.settings.fork_rate
         rate = 16000 if fork_rate == "16k" else 8000
-        meta = {"callId": call_uuid, "sampleRate": rate, "playback": self.settings.playback,
-                **(metadata or {})}
+        meta = ForkMetadata(call_uuid, rate, playback=self.settings.playback,
+                            extra={**(metadata or {}), **self._fork_credential(call_uuid)})
         await self._api_ok(cmd.audio_fork_start(call_uuid, url, fork_rate, metadata=meta))
 
     # -- plumbing -------------------------------------------------------------------
 
-    async def _send(self, line: str) -> str:
+    async def _send(self, line: str, headers: dict[str, str] | None = None) -> str:
         try:
-            return await self._link.command(line, self.settings.command_timeout_s)
+            return await self._link.command(line, self.settings.command_timeout_s, headers)
         except ESLLinkError as exc:
             raise CallControlError(str(exc), retryable=True) from None
+        except ESLCommandError as exc:
+            raise CallControlError(str(exc), retryable=False) from None
 
     async def _api_ok(self, command: str) -> str:
         try:
@@ -290,8 +302,8 @@ class ESLController:
             if digit and digit in "0123456789*#ABCD":
                 record.dtmf += digit
                 self._changed(record, name)
-                self._spawn(self._forward(cmd.audio_fork_send_text(
-                    call_uuid, {"type": "dtmf", "data": {"digit": digit}})))
+                self._spawn(self._forward(cmd.audio_fork_send_text,
+                                          call_uuid, {"type": "dtmf", "data": {"digit": digit}}))
         elif name == "CHANNEL_HANGUP_COMPLETE":
             if call_uuid in self._dialling and record.phase is CallPhase.RINGING:
                 return
@@ -309,16 +321,16 @@ class ESLController:
             logger.warning("media fork could not reach the gateway for a call")
             self._spawn(self._rescue(record))
         elif kind == "play_audio" and headers.get("file"):
-            self._spawn(self._forward(f"uuid_broadcast {call_uuid} {headers['file']} aleg"))
+            self._spawn(self._forward(cmd.uuid_broadcast, call_uuid, headers["file"]))
         elif kind == "kill_audio":
-            self._spawn(self._forward(f"uuid_break {call_uuid} all"))
+            self._spawn(self._forward(cmd.uuid_break, call_uuid))
         elif kind == "transfer":
             # the bot's handover: reason, skills, priority, brief, the conversation so far
             record.escalation = media_fork.parse_transfer(headers.get("data"))
             self._move(record, CallPhase.ESCALATED, subclass)
         elif kind == "disconnect" and record.phase is CallPhase.BOT:
             # the bot has said goodbye and closed its side: end the call
-            self._spawn(self._forward(f"uuid_kill {call_uuid} NORMAL_CLEARING"))
+            self._spawn(self._forward(cmd.uuid_kill, call_uuid, "NORMAL_CLEARING"))
 
     def _note_agent_leg(self, headers: dict[str, str]) -> None:
         """A B-leg is part of its A-leg's call, not a call of its own: never adopted (it
@@ -341,19 +353,31 @@ class ESLController:
         self._changed(record, "CHANNEL_CREATE")
         return record
 
-    async def _forward(self, command: str) -> None:
+    async def _forward(self, build: Callable[..., str], *args: Any) -> None:
+        """Build a command from event data (checked like any other) and send it; a
+        failure is logged, never raised into the event loop."""
         try:
-            await self._api_ok(command)
-        except (CallControlError, cmd.CommandArgumentError) as exc:
-            logger.warning("%s failed: %s", command.split(" ", 1)[0], exc)
+            await self._api_ok(build(*args))
+        except CallControlError as exc:
+            logger.warning("%s failed: %s", build.__name__, exc)
+
+    def _fork_credential(self, call_uuid: str) -> dict[str, str]:
+        """The metadata entry that lets this call's fork in (none without a secret)."""
+        if self._credentials is None:
+            return {}
+        return {CREDENTIAL_FIELD: self._credentials.issue(call_uuid)}
 
     async def _fork_or_fail(self, record: CallRecord) -> None:
         record.bot_requested = True
-        # channel variables callfleet_<key> become metadata keys (playback, campaign, …)
-        meta = {k[len("callfleet_"):]: v for k, v in record.variables.items()
-                if k.startswith("callfleet_") and k != "callfleet_fork_rate"}
+        if self._sink is not None:
+            # the gateway admits the fork by this record (live? which bot, campaign,
+            # lead?): it is stored before FreeSWITCH connects
+            await self._sink.save(record)
+        # the fork carries the audio parameters only; what the call is (bot, campaign,
+        # lead, customer) the gateway reads from the record, never from the fork
+        playback = record.variables.get("callfleet_playback")
         try:
-            await self.start_media_fork(record.call_uuid, {"direction": record.direction, **meta},
+            await self.start_media_fork(record.call_uuid, {"playback": playback} if playback else {},
                                         record.variables.get("callfleet_fork_rate"))
         except CallControlError as exc:
             logger.warning("could not start the media fork: %s", exc)

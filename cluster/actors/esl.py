@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from cluster.actors.hooks import FloorHooks
 from cluster.actors.names import NAMESPACE
+from cluster.records.call_state import esl_record_key
 from configs.settings import FreeswitchSettings
 from telephony.call_control import CallControlError, OriginateRequest, OriginateResult
 from telephony.call_fsm import CallPhase, CallRecord
@@ -30,7 +31,9 @@ logger = logging.getLogger(__name__)
 
 
 def record_key(call_uuid: str) -> str:
-    return f"cf:esl:{call_uuid}"
+    """``cf:esl:<uuid>``: also what the media gateway reads to tell a live call, and its
+    bot, campaign and lead (cluster/records/call_state.py, `RedisCallDirectory`)."""
+    return esl_record_key(call_uuid)
 
 
 class RedisCallRecordSink:
@@ -97,8 +100,9 @@ class ESLControllerActor:
     async def connect_bot(self, call_uuid: str) -> None:
         await self.controller.connect_bot(call_uuid)
 
-    async def play_and_hangup(self, call_uuid: str, wav_path: str, duration_s: float) -> None:
-        await self.controller.play_and_hangup(call_uuid, wav_path, duration_s)
+    async def play_and_hangup(self, call_uuid: str, file_name: str, duration_s: float) -> None:
+        """`file_name`: a prompt's base name in ``freeswitch.sounds_dir``."""
+        await self.controller.play_and_hangup(call_uuid, file_name, duration_s)
 
     async def bridge(self, call_uuid: str, other_uuid: str) -> None:
         await self.controller.bridge(call_uuid, other_uuid)

@@ -36,6 +36,7 @@ from cluster.routing import (
 )
 from configs.settings import Settings, settings_doc
 from telephony.call_data import Handover
+from telephony.esl_commands import sound_path
 from telephony.wav import write_wav
 
 __all__ = ["EslAnswers", "FloorCapacity", "RouterService", "start_floor"]
@@ -144,30 +145,34 @@ class EslAnswers:
         await (await self._controller.get()).connect_bot.remote(call_uuid)
 
     async def play_info_message(self, call_uuid: str, campaign) -> None:
-        path, seconds = await self._prompt(campaign)
-        await (await self._controller.get()).play_and_hangup.remote(call_uuid, str(path), seconds)
+        name, seconds = await self._prompt(campaign)
+        await (await self._controller.get()).play_and_hangup.remote(call_uuid, name, seconds)
 
-    async def _prompt(self, campaign) -> tuple[Path, float]:
-        """The campaign's recorded information message (a WAV under <state_dir>/prompts).
-        When it has not been recorded yet, one is synthesized once by the TTS deployment,
-        naming the seller and the call-back number as the TSR requires. FreeSWITCH must
-        see the same path: share the prompts folder (docs/freeswitch.md)."""
+    async def _prompt(self, campaign) -> tuple[str, float]:
+        """The campaign's recorded information message: its file name (a base name, never
+        a path: `esl_commands.sound_file_name`) in ``freeswitch.sounds_dir``, and how long
+        it plays. When it has not been recorded yet, one is synthesized once by the TTS
+        deployment, naming the seller and the call-back number as the TSR requires.
+        FreeSWITCH must see the same folder: share it (docs/freeswitch.md)."""
         from ray import serve  # heavy: loads ray
 
-
-        folder = self.cfg.state_dir / "prompts"
         name = campaign.compliance.info_message or f"{campaign.id}-info.wav"
-        path = Path(name) if Path(name).is_absolute() else folder / name
-        if not path.exists():
+        # the controller resolves the name the same way: one folder, no way out of it
+        path = Path(sound_path(self.cfg.freeswitch.sounds_dir, name))
+        if not await asyncio.to_thread(path.exists):
             number = " ".join(campaign.caller_id_number.lstrip("+"))
             text = (f"Hello, this is {campaign.caller_id_name or campaign.name}. Sorry we missed "
                     f"you. To hear about our offer, please call us back on {number}. Goodbye.")
             tts = serve.get_deployment_handle("tts", app_name=self.cfg.serve.app_name)
             pcm = await tts.synthesize.remote(text, 8000)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            await asyncio.to_thread(write_wav, path, np.frombuffer(pcm, dtype="<i2"), 8000)
-        seconds = max(0.5, (path.stat().st_size - 44) / 2 / 8000)
-        return path, seconds
+            await asyncio.to_thread(_write_prompt, path, pcm)
+        size = (await asyncio.to_thread(path.stat)).st_size
+        return name, max(0.5, (size - 44) / 2 / 8000)
+
+
+def _write_prompt(path: Path, pcm: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_wav(path, np.frombuffer(pcm, dtype="<i2"), 8000)
 
 
 def start_floor(settings: Settings) -> dict[str, Any]:

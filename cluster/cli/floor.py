@@ -17,6 +17,7 @@ from cluster.actors.switch import SIM_NAME
 from cluster.cli.common import console
 from cluster.runtime.lifecycle import (
     ClusterError,
+    check_redis,
     connect_ray,
     read_info,
     start_floor_actors,
@@ -41,6 +42,7 @@ def _connect(args):
 def cmd_start(args) -> int:
 
     settings = _connect(args)
+    check_redis(settings)  # the floor writes DNC entries and compliance records there
     start_floor_actors(settings, lambda line: console.print(f"[dim]·[/dim] {line}"))
     console.print("[green]floor running[/green]")
     return 0

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cluster.dialer.phone import COUNTRIES, valid_timezone
+from telephony.esl_commands import check_variable, sound_file_name, token
 
 __all__ = [
     "DAYS",
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}\Z")  # \Z: "$" allows a trailing newline
 
 
 class _Model(BaseModel):
@@ -142,9 +143,10 @@ class ComplianceConfig(_Model):
                                    description="answered call without a bot/agent by then is abandoned")
     min_ring_s: int = Field(15, ge=0, le=120, description="never give up ringing sooner")
     ring_timeout_s: int = Field(25, ge=5, le=120, description="give up ringing after this")
-    info_message: str = Field("ivr/campaign-info.wav",
+    info_message: str = Field("campaign-info.wav",
                               description="recorded message (seller name + call-back number) "
-                              "played to an abandoned call")
+                              "played to an abandoned call: a .wav file name (no folders) in "
+                              "freeswitch.sounds_dir; synthesized there once if missing")
     calling_window_start: time = Field(time(9, 0), description="earliest local time of the lead")
     calling_window_end: time = Field(time(21, 0), description="no dials from this local time")
     use_global_dnc: bool = Field(True, description="also honour the global do-not-call list")
@@ -153,6 +155,14 @@ class ComplianceConfig(_Model):
     @classmethod
     def _times(cls, value: str | int | time) -> time:
         return _parse_hhmm(value)
+
+    @field_validator("info_message")
+    @classmethod
+    def _info_message(cls, value: str) -> str:
+        """A file name only: it ends up on an ESL command line and names the file the
+        floor writes, so no newline (a second command), no folder and no '..'. Empty:
+        ``<campaign id>-info.wav``."""
+        return sound_file_name(value) if value else value
 
     @model_validator(mode="after")
     def _checks(self) -> ComplianceConfig:
@@ -228,7 +238,7 @@ class CampaignConfig(_Model):
     @field_validator("caller_id_number")
     @classmethod
     def _caller_id(cls, value: str) -> str:
-        if not re.fullmatch(r"\+[1-9]\d{7,14}", value):
+        if not re.fullmatch(r"\+[1-9][0-9]{7,14}", value):  # ASCII digits: "\d" takes any script's
             raise ValueError("caller_id_number must be E.164, e.g. +12125550100")
         return value
 
@@ -236,6 +246,26 @@ class CampaignConfig(_Model):
     @classmethod
     def _tiers(cls, value: list[str]) -> list[str]:
         return [tier.strip().lower() for tier in value]
+
+    # what goes on the originate line is refused here too, so the API answers 422 at
+    # once instead of every dial failing later (esl_commands checks again when it builds)
+    @field_validator("caller_id_name")
+    @classmethod
+    def _caller_name(cls, value: str) -> str:
+        check_variable("origination_caller_id_name", value)
+        return value
+
+    @field_validator("gateways")
+    @classmethod
+    def _gateways(cls, value: list[str]) -> list[str]:
+        return [token(gateway, "gateway") for gateway in value]
+
+    @field_validator("variables")
+    @classmethod
+    def _variables(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            check_variable(name, item)
+        return value
 
 
 class CampaignState(str, Enum):

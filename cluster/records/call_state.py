@@ -4,11 +4,21 @@ Keys (all expire `ttl_s` after the last write):
 
 * ``cf:call:<uuid>`` hash — metadata (``call_uuid``, ...), status, outcome (JSON); a hash
   written before the rename names the id ``call_id``, and `get_call` still reads it
-* ``cf:call:<uuid>:turns`` list — one JSON document per turn (`turn_to_json`)
+* ``cf:call:<uuid>:turns`` list — one JSON document per turn (`turn_to_json`), the
+  latest `max_turns` (LTRIM)
 * ``cf:dialog:<uuid>`` — the bot's dialog state, written with each turn through the
   sequence-guarded `RedisConversationStore` (in the same transaction as the turn), so a
   replica still finishing an old turn cannot overwrite the state a newer one wrote
 * ``cf:calls:active`` set — calls in progress; ``cf:calls:recent`` list — last 1000 ended
+* ``cf:fork:<uuid>`` string — the lease of the gateway connection serving the call's
+  media fork (`RedisCallDirectory.attach`): a second fork of a live call is refused
+
+It also reads what the ESL controller records of each channel, ``cf:esl:<uuid>`` (the
+`telephony.call_fsm.CallRecord` JSON, written by `cluster.actors.esl.RedisCallRecordSink`):
+`RedisCallDirectory` tells the gateway whether a call is live, and what CallFleet itself
+knows of it (direction, numbers, the ``callfleet_*`` channel variables the dialer or the
+dialplan set: bot, campaign, lead), the only source of those facts; the fork's metadata
+never is.
 
 This module is the serializer of that wire: the call data types (`telephony.call_data`)
 become JSON here and nowhere else on the way to Redis.
@@ -25,6 +35,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -41,6 +52,7 @@ from telephony.call_data import (
     TurnRecord,
     TurnTiming,
 )
+from telephony.call_fsm import CallPhase, CallRecord
 from telephony.media_fork import ForkMetadata
 from training.models.outputs import (
     emotion_from_json,
@@ -60,12 +72,23 @@ def call_key(call_uuid: str) -> str:
     return f"{PREFIX}:call:{call_uuid}"
 
 
+def esl_record_key(call_uuid: str) -> str:
+    """The ESL controller's record of a channel (`CallRecord` JSON)."""
+    return f"{PREFIX}:esl:{call_uuid}"
+
+
+def fork_lease_key(call_uuid: str) -> str:
+    return f"{PREFIX}:fork:{call_uuid}"
+
+
 class RedisCallRecorder:
     """`telephony.call_session.CallRecorder` over Redis."""
 
-    def __init__(self, url: str, ttl_s: int = 86_400, backlog: int = 10_000):
+    def __init__(self, url: str, ttl_s: int = 86_400, backlog: int = 10_000,
+                 max_turns: int = 500):
         self.redis = aioredis.from_url(url, socket_timeout=2, socket_connect_timeout=2)
         self.ttl_s = ttl_s
+        self.max_turns = max_turns  # turns kept per call (the latest)
         self.dialogs = RedisConversationStore(self.redis, ttl_s)
         self._backlog: deque[tuple[str, tuple]] = deque(maxlen=backlog)
         self._lock = asyncio.Lock()
@@ -183,6 +206,7 @@ class RedisCallRecorder:
         elif op == "turn":
             pipe.rpush(key + ":turns", args[1])
             await self.dialogs.save_in(pipe, args[0], args[2])
+            pipe.ltrim(key + ":turns", -self.max_turns, -1)
         elif op == "end":
             pipe.hset(key, mapping={
                 "status": "ended", "ended_at": time.time(), "outcome": json.dumps(args[1])
@@ -196,6 +220,113 @@ class RedisCallRecorder:
         if op == "turn" and not results[1]:
             log.warning("dialog state of a call not saved: a newer one (seq > %d) is stored",
                         args[2].seq)
+
+
+# ---- what CallFleet knows of a live call (for the media gateway) --------------------------
+
+# the phases in which a call may have a bot fork: just answered, with the bot, or waiting
+# for a person (an escalation nobody takes goes back to the bot)
+FORK_PHASES = frozenset({CallPhase.ANSWERED.value, CallPhase.BOT.value, CallPhase.ESCALATED.value})
+
+_LEASE_REFRESH = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('expire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_LEASE_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+class DirectoryUnavailable(RuntimeError):
+    """The call records could not be read (Redis unreachable): try again later."""
+
+
+@dataclass(frozen=True)
+class LiveCall:
+    """What the ESL controller recorded of a call when it originated or adopted it (its
+    ``cf:esl:<uuid>`` record): the phase, direction, numbers and the ``callfleet_*``
+    channel variables the dialer or the dialplan set. The caller's number is never logged."""
+
+    call_uuid: str
+    phase: str
+    direction: str = "inbound"
+    caller: str = ""
+    callee: str = ""
+    variables: Mapping[str, str] = field(default_factory=dict)
+    answered_at: float | None = None
+
+    @property
+    def ended(self) -> bool:
+        return self.phase == CallPhase.ENDED.value
+
+    @property
+    def forkable(self) -> bool:
+        """A bot fork may (still) serve this call."""
+        return self.phase in FORK_PHASES
+
+    def variable(self, name: str) -> str | None:
+        """The ``callfleet_<name>`` channel variable, None when unset or empty."""
+        value = self.variables.get(f"callfleet_{name}")
+        return value if isinstance(value, str) and value else None
+
+    @classmethod
+    def from_record(cls, record: CallRecord) -> LiveCall:
+        return cls(record.call_uuid, record.phase.value, record.direction, record.caller_id,
+                   record.destination, dict(record.variables), record.answered_at)
+
+
+class RedisCallDirectory:
+    """The gateway's view of which calls are live, and the lease that keeps one media
+    fork per call (``cf:fork:<uuid>``, renewed while the fork is open, deleted when it
+    closes, expiring on its own when a replica dies). Every failure to reach Redis is a
+    `DirectoryUnavailable`."""
+
+    def __init__(self, redis: aioredis.Redis):
+        self.redis = redis
+        self._refresh = redis.register_script(_LEASE_REFRESH)
+        self._release = redis.register_script(_LEASE_RELEASE)
+
+    async def lookup(self, call_uuid: str) -> LiveCall | None:
+        """The controller's record of the call; None when it has none. A record that
+        cannot be read is a call in no forkable phase."""
+        raw = await self._call(self.redis.get(esl_record_key(call_uuid)))
+        if not raw:
+            return None
+        try:
+            return LiveCall.from_record(CallRecord.from_dict(json.loads(raw)))
+        except (ValueError, TypeError, KeyError, AttributeError):
+            log.warning("unreadable controller record for a call; treated as not live")
+            return LiveCall(call_uuid, "unreadable")
+
+    async def fork_seen(self, call_uuid: str) -> bool:
+        """Whether a gateway has served this call id before (its context is stored)."""
+        return bool(await self._call(self.redis.exists(call_key(call_uuid))))
+
+    async def attach(self, call_uuid: str, owner: str, ttl_s: int) -> bool:
+        """Take the call's fork lease for `owner`; False when another fork holds it."""
+        return bool(await self._call(
+            self.redis.set(fork_lease_key(call_uuid), owner, nx=True, ex=ttl_s)))
+
+    async def refresh(self, call_uuid: str, owner: str, ttl_s: int) -> bool:
+        """Renew the lease; False when it is no longer `owner`'s."""
+        return bool(await self._call(
+            self._refresh(keys=[fork_lease_key(call_uuid)], args=[owner, ttl_s])))
+
+    async def detach(self, call_uuid: str, owner: str) -> None:
+        """Give the lease back (only `owner`'s own)."""
+        await self._call(self._release(keys=[fork_lease_key(call_uuid)], args=[owner]))
+
+    @staticmethod
+    async def _call(awaitable) -> Any:
+        try:
+            return await awaitable
+        except (RedisError, OSError) as exc:
+            raise DirectoryUnavailable(f"call records unavailable ({type(exc).__name__})") from None
 
 
 # ---- the JSON of the records ---------------------------------------------------------------
@@ -261,6 +392,10 @@ def _actions(docs: Any) -> Iterator[Any]:
 
 
 def outcome_to_json(outcome: CallOutcome) -> dict[str, Any]:
-    """How the call ended, as stored in the call's ``outcome`` field."""
-    return {"reason": outcome.reason, "escalation": outcome.escalation, "turns": outcome.turns,
-            "barge_ins": outcome.barge_ins, "heard": list(outcome.heard), "cut": list(outcome.cut)}
+    """How the call ended, as stored in the call's ``outcome`` field (``dropped`` only
+    when some caller input was over a bound)."""
+    doc = {"reason": outcome.reason, "escalation": outcome.escalation, "turns": outcome.turns,
+           "barge_ins": outcome.barge_ins, "heard": list(outcome.heard), "cut": list(outcome.cut)}
+    if outcome.dropped:  # caller input over a bound (gateway.limits), by kind
+        doc["dropped"] = dict(outcome.dropped)
+    return doc

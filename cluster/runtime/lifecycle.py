@@ -23,8 +23,15 @@ from cluster.actors.esl import actor_name
 from cluster.actors.floor import start_floor
 from cluster.actors.names import ROUTER_NAME
 from cluster.actors.switch import SIM_NAME, start_simulator
+from cluster.runtime.fork_secret import with_fork_secret
 from cluster.runtime.model_setup import ensure_models
-from cluster.runtime.redis_server import EmbeddedRedis
+from cluster.runtime.redis_server import (
+    EmbeddedRedis,
+    RedisSafetyError,
+    RedisStartError,
+    check_persistence,
+    redact_url,
+)
 from cluster.runtime.serve_deploy import ServeDeployError, apply_config, build_config
 from configs.settings import Settings
 
@@ -209,13 +216,21 @@ def up(settings: Settings, status: Status = print,
 
     started_redis = bool(previous and previous.started_redis)
     redis_url = settings.redis_url
-    if not redis_url:
+    if redis_url:
+        check_redis(settings)
+    else:
         embedded = EmbeddedRedis(settings.state_dir, settings.redis_port)
         status("starting embedded Redis")
-        embedded.start()
+        try:
+            embedded.start()
+        except RedisStartError as exc:
+            raise ClusterError(str(exc)) from None
         started_redis = True  # the embedded Redis belongs to CallFleet: `down` stops it
         redis_url = embedded.url
     settings = settings.model_copy(update={"redis_url": redis_url})
+    # the key of the media forks' credentials: the controller and the gateway get it in
+    # their settings (generated into the state folder, 0600, unless configured)
+    settings = with_fork_secret(settings)
 
     ensure_models(settings, progress)
 
@@ -234,14 +249,32 @@ def up(settings: Settings, status: Status = print,
         app_name=settings.serve.app_name, started_at=time.time(),
         media_port=settings.gateway.media_port,
     )
-    info_path(settings).parent.mkdir(parents=True, exist_ok=True)
-    info_path(settings).write_text(json.dumps(asdict(info), indent=2))
+    _write_private(info_path(settings), json.dumps(asdict(info), indent=2))
 
     status("deploying the Serve apps: media gateway and models, REST API at /api")
     deploy_app(settings, address, status)
     wait_http(info.http_url)
     start_floor_actors(settings, status)
     return info
+
+
+def check_redis(settings: Settings) -> None:
+    """An external Redis (`redis_url`) must keep what it is given: AOF on, no eviction
+    (`redis_server.check_persistence`), unless ``redis.allow_unsafe_persistence``."""
+    try:
+        check_persistence(settings.redis_url, settings.redis.allow_unsafe_persistence)
+    except RedisSafetyError as exc:
+        raise ClusterError(str(exc)) from None
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write `path` readable by this user only: cluster.json holds the Redis URL with
+    its password."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(path, 0o600)  # an older, wider file keeps its mode through O_TRUNC
 
 
 def start_floor_actors(settings: Settings, status: Status) -> None:
@@ -282,6 +315,7 @@ def cluster_status(settings: Settings) -> dict[str, Any]:
     if info is None:
         return {"running": False, "reason": "not started (no run/cluster.json)"}
     out: dict[str, Any] = {"running": True, **asdict(info)}
+    out["redis_url"] = redact_url(info.redis_url)  # printed by `callfleet status --json`
     embedded = EmbeddedRedis(settings.state_dir, settings.redis_port)
     out["redis"] = "ok" if (embedded.ping() if info.started_redis else _ping(info.redis_url)) else "down"
     try:

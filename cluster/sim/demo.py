@@ -21,9 +21,10 @@ from telephony.sim.scenarios import Scenario, build_call, load_scenarios
 
 
 async def place_calls(info: ClusterInfo, plan: list[tuple[Scenario, SimulatedCall]],
-                      stagger_s: float = 1.5):
-    """Place the calls, then read each one's record back from Redis."""
-    results = await place(info, plan, stagger_s)
+                      stagger_s: float = 1.5, settings: Settings | None = None):
+    """Place the calls (made known to the gateway with `settings`: `ForkIssuer`), then read
+    each one's record back from Redis."""
+    results = await place(info, plan, stagger_s, settings)
     recorder = RedisCallRecorder(info.redis_url)
     try:
         await asyncio.sleep(0.5)  # the gateway writes the call's end after the socket closes
@@ -79,7 +80,8 @@ def run_demo(settings: Settings, calls: int = 3, keep: bool = False,
         status(f"placing {calls} simulated call(s) through {info.media_url}")
     exit_code = 0
     try:
-        reports, records = asyncio.run(place_calls(info, list(zip(scenarios, simulated, strict=True))))
+        reports, records = asyncio.run(place_calls(
+            info, list(zip(scenarios, simulated, strict=True)), settings=settings))
         latencies: list[float] = []
         for scenario, report, record in zip(scenarios, reports, records, strict=True):
             print_call(console, f"Call: {scenario.name}", report, record)

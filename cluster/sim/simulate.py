@@ -5,32 +5,92 @@ A call is *completed* when every caller turn got a bot answer and the call ended
 normally (the bot closed it with 1000, or the caller hung up after the last answer);
 *failed* when the websocket could not be opened or errored; *dropped* when it was cut
 off abnormally (a close code other than 1000/1001, or turns left unanswered).
+
+Forked straight to the gateway, each call is first made known the way the ESL controller
+makes a real one known (`ForkIssuer`): its record in Redis (answered, the scenario's
+customer as ``callfleet_customer_<field>`` variables) and a fork credential in its
+metadata, so the gateway admits it as it admits FreeSWITCH's forks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import time
 
 from rich.console import Console
 
+from cluster.actors.esl import RedisCallRecordSink
+from cluster.runtime.fork_secret import with_fork_secret
 from cluster.runtime.lifecycle import ClusterError, ClusterInfo, connect_ray, read_info
 from cluster.sim.results import CallResult, summarize
 from cluster.sim.via_esl import place_via_esl
 from configs.settings import Settings
+from telephony.call_fsm import CallPhase, CallRecord
+from telephony.fork_auth import CREDENTIAL_FIELD, ForkCredentials
 from telephony.sim.caller_voice import CallerVoice
 from telephony.sim.fork_client import SimulatedCall, run_call
 from telephony.sim.scenarios import Scenario, build_call, load_scenarios
 
 
+class ForkIssuer:
+    """What the ESL controller does before FreeSWITCH opens a call's fork, for simulated
+    calls forked straight to the gateway: the call's record (``cf:esl:<uuid>``, answered),
+    then a credential in the fork's metadata (when the cluster has a fork secret)."""
+
+    def __init__(self, settings: Settings, redis_url: str):
+        auth = with_fork_secret(settings, create=False).freeswitch.fork_auth
+        self.credentials = ForkCredentials.from_settings(auth)
+        self.sink = RedisCallRecordSink(redis_url, ttl_s=settings.call_ttl_s)
+        self.records: dict[str, CallRecord] = {}
+
+    async def answered(self, call: SimulatedCall) -> None:
+        meta = call.meta
+        variables = {f"callfleet_customer_{k}": str(v) for k, v in meta.customer.items()}
+        record = CallRecord(meta.call_uuid, meta.direction or "inbound",
+                            destination=meta.callee or "", caller_id=meta.caller or "",
+                            variables=variables)
+        record.move(CallPhase.ANSWERED)
+        self.records[meta.call_uuid] = record
+        await self.sink.save(record)
+        if self.credentials is not None:
+            credential = self.credentials.issue(meta.call_uuid)
+            call.meta = dataclasses.replace(meta, extra={**meta.extra, CREDENTIAL_FIELD: credential})
+
+    async def hung_up(self, call: SimulatedCall) -> None:
+        record = self.records.pop(call.meta.call_uuid, None)
+        if record is not None:
+            record.hangup_cause = "NORMAL_CLEARING"
+            record.move(CallPhase.ENDED)
+            await self.sink.save(record)
+
+    async def aclose(self) -> None:
+        await self.sink.redis.aclose()
+
+
 async def place(info: ClusterInfo, calls: list[tuple[Scenario, SimulatedCall]],
-                stagger_s: float) -> list[CallResult]:
+                stagger_s: float, settings: Settings | None = None) -> list[CallResult]:
+    """Place the calls; with `settings`, each is made known first (`ForkIssuer`), else
+    only a loopback-only local gateway admits them."""
+    issuer = ForkIssuer(settings, info.redis_url) if settings is not None else None
+
     async def one(i: int, scenario: Scenario, call: SimulatedCall) -> CallResult:
         await asyncio.sleep(i * stagger_s)
-        return CallResult(scenario.name, await run_call(f"{info.media_url}/{call.meta.call_uuid}", call))
+        if issuer is not None:
+            await issuer.answered(call)
+        try:
+            report = await run_call(f"{info.media_url}/{call.meta.call_uuid}", call)
+        finally:
+            if issuer is not None:
+                await issuer.hung_up(call)
+        return CallResult(scenario.name, report)
 
-    return await asyncio.gather(*(one(i, s, c) for i, (s, c) in enumerate(calls)))
+    try:
+        return await asyncio.gather(*(one(i, s, c) for i, (s, c) in enumerate(calls)))
+    finally:
+        if issuer is not None:
+            await issuer.aclose()
 
 
 def run_simulation(settings: Settings, calls: int, scenario_file: str | None = None,
@@ -38,6 +98,7 @@ def run_simulation(settings: Settings, calls: int, scenario_file: str | None = N
                    console: Console | None = None, via: str = "fork") -> int:
 
     console = console or Console(stderr=True)
+    settings = with_fork_secret(settings, create=False)  # the one `callfleet up` generated
     info = read_info(settings)
     if info is None:
         raise ClusterError("no running cluster: start one with `callfleet up` first")
@@ -57,7 +118,7 @@ def run_simulation(settings: Settings, calls: int, scenario_file: str | None = N
         connect_ray(info.ray_address)  # in the main thread (Ray installs signal handlers)
         results, records = asyncio.run(place_via_esl(settings, info, plan, stagger_s))
     else:
-        results = asyncio.run(place(info, plan, stagger_s))
+        results = asyncio.run(place(info, plan, stagger_s, settings))
     summary = summarize(results, time.monotonic() - started)
     if records:
         summary["call_phases"] = {

@@ -2,8 +2,10 @@
 broken edit is rejected and the previous version keeps serving), the lookup functions
 scripts may call, FAQ answers from the knowledge base, and the escalation policy.
 
-A call's bot is chosen by the fork metadata's ``bot`` (the ``callfleet_bot`` channel
-variable the dialplan or the dialer sets), else the inbound default.
+A call's bot is chosen by its ``callfleet_bot`` channel variable (set by the dialplan or
+the dialer, read from the ESL controller's record of the call by the fork admission and
+passed as the metadata's ``bot``; never taken from the fork itself), else the inbound
+default.
 """
 
 import asyncio

@@ -19,16 +19,18 @@ from fastapi import FastAPI, WebSocket
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from cluster.records.call_state import RedisCallRecorder
+from cluster.records.call_state import RedisCallDirectory, RedisCallRecorder
 from cluster.records.webhooks import WebhookSender
 from deployments.common import settings_from
 from deployments.engines.tts import split_sentences
 from deployments.gateway.bot_actions import FloorActions
 from deployments.gateway.bot_registry import BotRegistry
+from deployments.gateway.fork_admission import ForkAdmission
 from deployments.gateway.media_server import MediaServer
 from deployments.gateway.media_ws import ForkSocket, StarletteForkSocket, serve_media_fork
 from deployments.gateway.metrics import MeteredRecorder
 from deployments.tts import FIRST_SENTENCE, READ_AHEAD
+from telephony.fork_auth import ForkCredentials
 from training.models.outputs import EmotionInput, EmotionResult, IntentResult, Transcript
 
 app = FastAPI(title="CallFleet media gateway")
@@ -83,12 +85,20 @@ class MediaGateway:
         if not self.cfg.redis_url:
             raise ValueError("redis_url is not set: the gateway keeps call context in Redis")
         self.models = ServeTurnModels(asr, intent, emotion, tts)
+        limits = self.cfg.gateway.limits
         self.recorder = MeteredRecorder(
-            RedisCallRecorder(self.cfg.redis_url, ttl_s=self.cfg.call_ttl_s))
-        self.active: set[str] = set()
+            RedisCallRecorder(self.cfg.redis_url, ttl_s=self.cfg.call_ttl_s,
+                              max_turns=limits.max_stored_turns))
         self.bots = BotRegistry(self.cfg)
         webhooks = WebhookSender(self.cfg.webhooks) if self.cfg.webhooks.urls else None
         self.actions = FloorActions(self.cfg.redis_url, webhooks)
+        # who may open a fork (both routes): credential, live call, one fork per call, cap
+        self.admission = ForkAdmission(
+            ForkCredentials.from_settings(self.cfg.freeswitch.fork_auth),
+            allow_unauthenticated=self.cfg.unauthenticated_forks_allowed,
+            directory=RedisCallDirectory(self.recorder.redis), leads=self.actions.dialer,
+            max_forks=limits.max_forks)
+        self.admission.announce()
         self.media: MediaServer | None = None
         if self.cfg.gateway.media_port:
             self.media = MediaServer(self.cfg.serve.host, self.cfg.gateway.media_port, self._run_fork)
@@ -97,7 +107,7 @@ class MediaGateway:
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
         intent = await self.models.intent_h.info.remote()
-        return {"status": "ok", "active_calls": len(self.active), "intent_model": intent["version"],
+        return {"status": "ok", "active_calls": self.admission.open, "intent_model": intent["version"],
                 **self.bots.status()}
 
     @app.get("/metrics/turns")
@@ -110,12 +120,9 @@ class MediaGateway:
         await self._run_fork(StarletteForkSocket(ws), call_uuid)
 
     async def _run_fork(self, sock: ForkSocket, call_uuid: str) -> str:
-        self.active.add(call_uuid)
-        try:
-            return await serve_media_fork(sock, call_uuid, self.cfg.gateway, self.models,
-                                          self.recorder, self.bots, self.actions)
-        finally:
-            self.active.discard(call_uuid)
+        return await serve_media_fork(sock, call_uuid, self.cfg.gateway, self.models,
+                                      self.recorder, self.bots, self.actions,
+                                      admission=self.admission)
 
     async def __del__(self) -> None:
         # Serve waits for HTTP-route forks itself; media-port forks are not Serve requests,

@@ -1,6 +1,9 @@
-"""One media-fork websocket, from handshake to close: protocol checks at the edge, then
-the call session. A bad peer gets its own connection closed with a reason; nothing it
-sends can reach another call.
+"""One media-fork websocket, from handshake to close: protocol checks at the edge, the
+admission (room on the replica, the fork's credential, the call live and not already
+forked: deployments/gateway/fork_admission.py), then the call session with the call's
+metadata as CallFleet knows it. A bad peer gets its own connection closed with a reason;
+nothing it sends can reach another call. Caller audio arriving faster than real time
+(`gateway.limits.realtime_factor` over `realtime_window_s`) is not a live call: closed.
 
 The same code runs whichever server accepted the socket: Serve's HTTP route (Starlette,
 through the Serve proxy) or the gateway's own media port (`deployments/gateway/media_server.py`,
@@ -17,7 +20,9 @@ from typing import Protocol
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from configs.settings import GatewaySettings
+from deployments.gateway.fork_admission import Admitted, ForkAdmission, ForkRefused
 from telephony import media_fork
+from telephony.call_limits import RealTimeMeter
 from telephony.call_session import CallRecorder, CallSession, TurnModels
 from telephony.media_fork import ProtocolError
 
@@ -131,6 +136,8 @@ async def serve_media_fork(
     recorder: CallRecorder,
     bots,
     actions=None,
+    *,
+    admission: ForkAdmission,
 ) -> str:
     """Run one fork; returns why it ended."""
     out = WebSocketOut(sock)
@@ -142,7 +149,20 @@ async def serve_media_fork(
         return "wrong subprotocol"
     await sock.accept(media_fork.SUBPROTOCOL)
     try:
-        meta = await _read_metadata(sock, call_uuid, settings)
+        with admission.slot():
+            return await _admit_and_run(sock, out, call_uuid, settings, models, recorder,
+                                        bots, actions, admission)
+    except ForkRefused as refused:  # the replica is full
+        log.warning("media fork %s refused: %s", call_uuid, refused.reason)
+        await out.close(refused.code, refused.reason)
+        return refused.reason
+
+
+async def _admit_and_run(sock: ForkSocket, out: WebSocketOut, call_uuid: str,
+                         settings: GatewaySettings, models: TurnModels, recorder: CallRecorder,
+                         bots, actions, admission: ForkAdmission) -> str:
+    try:
+        fork = await _read_metadata(sock, call_uuid, settings)
     except ProtocolError as err:
         log.warning("media fork rejected: %s", err.reason)
         await out.close(err.close_code, err.reason)
@@ -150,14 +170,36 @@ async def serve_media_fork(
     except (PeerGone, asyncio.TimeoutError):
         await out.close(media_fork.CLOSE_POLICY, "no metadata received")
         return "no metadata"
+    try:
+        admitted = await admission.admit(fork)
+    except ForkRefused as refused:
+        log.warning("media fork %s refused: %s", call_uuid, refused.reason)
+        await out.close(refused.code, refused.reason)
+        return refused.reason
+    keeper = asyncio.create_task(admission.hold(admitted))
+    try:
+        return await _run_call(sock, out, admitted, settings, models, recorder, bots, actions)
+    finally:
+        keeper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await keeper
+        await admission.release(admitted)
 
+
+async def _run_call(sock: ForkSocket, out: WebSocketOut, admitted: Admitted,
+                    settings: GatewaySettings, models: TurnModels, recorder: CallRecorder,
+                    bots, actions) -> str:
+    meta = admitted.meta
     try:
         bot = await bots.for_call(meta)
     except Exception as exc:  # no usable script at all: say so on the fork, end it
         log.error("no bot for this call: %s", exc)
         await out.close(media_fork.CLOSE_INTERNAL_ERROR, "no bot script available")
         return "no bot"
-    session = CallSession(meta, models, out, recorder, settings, bot, actions)
+    session = CallSession(meta, models, out, recorder, settings, bot, actions,
+                          elapsed_s=admitted.elapsed_s)
+    limits = settings.limits
+    pace = RealTimeMeter(meta.sample_rate, limits.realtime_factor, limits.realtime_window_s)
     reason = "caller hung up"
     watcher: asyncio.Task | None = None
     try:
@@ -166,6 +208,10 @@ async def serve_media_fork(
         while (data := await sock.receive()) is not None:
             if isinstance(data, bytes):
                 media_fork.check_audio_frame(data, meta.sample_rate, settings.max_frame_bytes)
+                if pace.add(len(data) // 2):
+                    raise ProtocolError(
+                        f"audio arrives faster than real time (over {limits.realtime_factor:g}x "
+                        f"for {limits.realtime_window_s:g} s)", media_fork.CLOSE_POLICY)
                 await session.on_audio(data)
             else:
                 session.on_text(data)

@@ -22,6 +22,10 @@ the agent talks for `agent_talk_s` and hangs up, which unbridges and, with
 ``hangup_after_bridge``, hangs up the caller. Killing either leg of a bridge ends both.
 ``uuid_bridge`` joins two existing channels. A channel whose fork the bot closed stays
 parked until the controller hangs it up (or the caller gives up after `linger_s`).
+
+``uuid_audio_fork`` and ``uuid_broadcast`` arguments are split as FreeSWITCH splits them
+(`fs_args.separate_string`, with the modules' argv sizes), so a command line the real
+switch would cut or unescape differently fails here too.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from telephony.media_fork import ForkMetadata
 from telephony.sim.channel_model import ChannelModel, DialOutcome
 from telephony.sim.esl_server import ESLServer
 from telephony.sim.fork_client import CallReport, ForkControl, SimulatedCall, run_call
+from telephony.sim.fs_args import separate_string
 from telephony.wav import read_wav, write_wav
 
 __all__ = ["CallerScript", "SimChannel", "SimulatedSwitch"]
@@ -369,7 +374,9 @@ class SimulatedSwitch:
         return f"+OK {call_uuid}\n"
 
     async def _cmd_uuid_audio_fork(self, args: str) -> str:
-        parts = args.split(" ", 5)
+        # mod_audio_fork (drachtio): char *argv[6], so the metadata is the sixth argument
+        # and keeps the rest of the line; send_text sends argv[2] only
+        parts = separate_string(args, " ", 6)
         channel = self.channels.get(parts[0]) if parts else None
         if channel is None:
             return "-ERR Invalid uuid\n"
@@ -381,8 +388,10 @@ class SimulatedSwitch:
                                parts[5] if len(parts) > 5 else None)
             return "+OK Success\n"
         if action == "send_text" and channel.control is not None:
+            if len(parts) < 3:
+                return "-ERR Operation Failed\n"
             try:
-                await channel.control.send_text(args.split(" ", 2)[2] if len(parts) > 2 else "")
+                await channel.control.send_text(parts[2])
             except Exception:  # the websocket has gone
                 return "-ERR Operation Failed\n"
             return "+OK Success\n"
@@ -392,7 +401,7 @@ class SimulatedSwitch:
         return "-ERR Operation Failed\n"
 
     async def _cmd_uuid_broadcast(self, args: str) -> str:
-        parts = args.split()
+        parts = separate_string(args, " ", 4)  # mod_commands: char *argv[4]
         channel = self.channels.get(parts[0]) if parts else None
         if channel is None or len(parts) < 2:
             return "-USAGE: <uuid> <path> [aleg|bleg|both]\n"

@@ -259,7 +259,7 @@ def test_start_is_idempotent_and_prompt(tmp_path: Path) -> None:
         assert time.monotonic() - began < 2.0, "`callfleet up` stalls on the Redis step"
         assert embedded.start() is False  # ours is already up
         assert embedded.ping()
-        assert embedded.url == f"redis://127.0.0.1:{embedded.port}/0"
+        assert embedded.url == f"redis://:{embedded.password()}@127.0.0.1:{embedded.port}/0"
     finally:
         embedded.stop()
 

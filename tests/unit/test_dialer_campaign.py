@@ -134,4 +134,4 @@ def test_no_free_slot_within_the_limit_means_the_information_message():
     config = CampaignConfig.model_validate(yaml.safe_load(SAMPLE.read_text()))
     assert answer_action(config, slot_free=True).kind == "connect"
     action = answer_action(config, slot_free=False)
-    assert action.kind == "info_message" and action.message == "ivr/spring-offer-info.wav"
+    assert action.kind == "info_message" and action.message == "spring-offer-info.wav"

@@ -19,6 +19,7 @@ from telephony.call_control import CallControlError, OriginateRequest
 from telephony.call_data import Handover, HandoverTurn
 from telephony.call_fsm import CallPhase
 from telephony.esl_controller import ESLController
+from telephony.fork_auth import CredentialRefused, ForkCredentials
 from telephony.media_fork import ForkMetadata
 from telephony.sim.channel_model import ChannelModel, GatewayModel
 from telephony.sim.fork_client import CallerTurn, SimulatedCall
@@ -27,6 +28,7 @@ from telephony.sim.switch import SimulatedSwitch, parse_variables
 pytestmark = pytest.mark.unit
 
 UUID = "0b7a3f52-5f0e-4a51-9d1c-2f3b0c4d5e6f"
+SECRET = "unit-test-fork-secret-0123456789"
 TONE = (np.sin(np.arange(8000) / 4) * 8000).astype("<i2")
 
 
@@ -104,7 +106,7 @@ async def wait_for(predicate, timeout=10.0):
 
 
 async def test_answered_call_gets_a_fork_hears_the_bot_and_ends_on_goodbye(rig):
-    switch, ctl, peer = await rig(fast(), playback="playAudio")
+    switch, ctl, peer = await rig(fast(), playback="playAudio", fork_auth={"secret": SECRET})
     result = await ctl.originate(OriginateRequest(call_uuid=UUID, destination="+15550100001",
                                                   gateways=["carrier-a"],
                                                   caller_id_name="Fleet Shop, Sales"))
@@ -118,7 +120,13 @@ async def test_answered_call_gets_a_fork_hears_the_bot_and_ends_on_goodbye(rig):
     # the fork opened on the gateway route with JSON metadata the gateway can validate
     meta = peer.metadata[0]
     assert meta["callId"] == UUID and meta["sampleRate"] == 16000
-    assert media_fork.parse_metadata(json.dumps(meta), UUID).direction == "outbound"
+    assert media_fork.parse_metadata(json.dumps(meta), UUID).playback == "playAudio"
+    # audio parameters and the call's credential only: what the call is (bot, campaign,
+    # lead, customer) the gateway reads from the controller's record, never from the fork
+    assert set(meta) == {"callId", "sampleRate", "playback", "mixType", "credential"}
+    ForkCredentials(SECRET).verify(meta["credential"], UUID)  # issued for this call
+    with pytest.raises(CredentialRefused, match="not valid for this call"):
+        ForkCredentials(SECRET).verify(meta["credential"], "another-call")
     # playAudio → module event with a file → uuid_broadcast → the caller heard the prompt
     channel = switch.finished[0]
     assert "play_audio" in channel.fork_events
@@ -255,7 +263,50 @@ async def test_inbound_call_to_a_bot_number_is_forked_by_the_controller(rig):
     record = ctl.calls[UUID]
     assert record.direction == "inbound"
     assert [p for p, _ in record.history] == ["ringing", "answered", "bot", "ended"]
-    assert peer.metadata[0]["direction"] == "inbound" and peer.metadata[0]["bot"] == "inbound_shop"
+    # the bot the dialplan chose is in the record the gateway reads, not in the fork
+    assert record.variables["callfleet_bot"] == "inbound_shop"
+    assert not {"bot", "direction", "customer", "campaign", "lead"} & set(peer.metadata[0])
+    assert "credential" not in peer.metadata[0]  # no secret configured: none to give
+
+
+class SavingSink:
+    """A CallRecordSink that remembers each saved record's phase and bot flag."""
+
+    def __init__(self) -> None:
+        self.saved: list[tuple[str, str, bool]] = []
+
+    async def save(self, record) -> None:
+        self.saved.append((record.call_uuid, record.phase.value, record.bot_requested))
+
+
+async def test_the_call_record_is_stored_before_the_fork_is_started():
+    """The gateway admits a fork by the controller's record of the call (live? which bot,
+    campaign, lead?), so that record is saved before FreeSWITCH is told to fork."""
+    sink = SavingSink()
+    at_connect: list[list] = []
+
+    class Peer(GatewayPeer):
+        async def __call__(self, ws) -> None:
+            at_connect.append(list(sink.saved))
+            await super().__call__(ws)
+
+    peer = Peer()
+    server = await serve(peer, "127.0.0.1", 0, subprotocols=[media_fork.SUBPROTOCOL])
+    switch = SimulatedSwitch("not-ClueCon", fast(), callers=keys_caller("1"), linger_s=30)
+    await switch.start()
+    ctl = ESLController(ControllerSettings(
+        port=switch.port, password="not-ClueCon", fork_auth={"secret": SECRET},
+        media_url=f"ws://127.0.0.1:{server.sockets[0].getsockname()[1]}/media"), sink)
+    try:
+        await ctl.start(wait_s=10)
+        await ctl.originate(OriginateRequest(call_uuid=UUID, destination="+15550100008",
+                                             gateways=["carrier-a"]))
+        await wait_for(lambda: at_connect)
+        assert (UUID, "answered", True) in at_connect[0]
+    finally:
+        await ctl.stop()
+        await switch.stop()
+        server.close()
 
 
 async def test_a_fork_that_cannot_reach_the_gateway_sends_the_call_to_people(rig):

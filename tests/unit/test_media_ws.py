@@ -22,10 +22,12 @@ from websockets.exceptions import ConnectionClosed
 from bots.script import ScriptBot, load_script_text
 from configs.settings import GatewaySettings
 from deployments.gateway import media_ws
+from deployments.gateway.fork_admission import ForkAdmission
 from deployments.gateway.media_server import MediaServer
 from deployments.gateway.media_ws import serve_media_fork
 from telephony import media_fork
 from tests.fakes.call import FakeRecorder, FakeTurnModels
+from tests.fakes.directory import FakeCallDirectory
 from tests.fakes.fork_socket import FakeForkSocket
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
@@ -88,10 +90,15 @@ class Floor:
         self.models = FakeTurnModels()  # no speech is sent here: ASR would fail the turn
         self.records = FakeRecorder()
         self.bots = bots
+        # a loopback-only local gateway: forks of calls it has no record of come in
+        # without a credential (tests/unit/test_fork_admission.py covers the rest)
+        self.admission = ForkAdmission(None, allow_unauthenticated=True,
+                                       directory=FakeCallDirectory())
 
     def run(self, sock: FakeForkSocket, call_uuid: str) -> asyncio.Task[str]:
         return asyncio.create_task(serve_media_fork(
-            sock, call_uuid, self.settings, self.models, self.records, self.bots))
+            sock, call_uuid, self.settings, self.models, self.records, self.bots,
+            admission=self.admission))
 
 
 @pytest.fixture
@@ -280,7 +287,7 @@ async def media_port(floor: Floor) -> AsyncIterator[str]:
 
     async def run_fork(sock, call_uuid: str) -> str:
         return await serve_media_fork(sock, call_uuid, floor.settings, floor.models,
-                                      floor.records, floor.bots)
+                                      floor.records, floor.bots, admission=floor.admission)
 
     server = MediaServer("127.0.0.1", 0, run_fork)
     await server.start()
