@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from ray import serve
 
+from bots.slots import SlotSpec
 from deployments.common import apply_batching, pick_device, settings_from
 from deployments.engines.asr import WhisperTranscriber
 from training.models.outputs import Transcript
@@ -33,6 +34,12 @@ class ASRDeployment:
     async def transcribe(self, pcm: bytes) -> Transcript:
         """One 16 kHz L16 utterance in, its transcript out (batched across calls)."""
         return await self._batched(pcm)
+
+    async def transcribe_expecting(self, pcm: bytes, expect: dict[str, Any]) -> Transcript:
+        """One utterance the script expects to fill a slot (`bots.slots.SlotSpec` as a
+        dict): decoded on its own against the slot's vocabulary (engines/asr_slots.py)."""
+        audio = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+        return await asyncio.to_thread(self.engine.transcribe_expecting, audio, SlotSpec(**expect))
 
     async def _transcribe_batch(self, pcms: list[bytes]) -> list[Transcript]:
         audios = [np.frombuffer(p, dtype="<i2").astype(np.float32) / 32768.0 for p in pcms]

@@ -21,6 +21,7 @@ from typing import Protocol
 from bots.script.engine import ScriptBot
 from bots.script.state import DialogState
 from bots.script.turns import Action, BotTurn, Say, Transfer, TurnInput
+from bots.slots import SlotSpec
 from configs.settings import GatewaySettings
 from telephony import codecs, media_fork
 from telephony.call_data import (
@@ -49,7 +50,7 @@ _TURN_GRACE_S = 10.0  # at the time limit, a turn in progress gets this long to 
 class TurnModels(Protocol):
     """The model services one turn needs (Serve handles in production)."""
 
-    async def transcribe(self, pcm16k: bytes) -> Transcript: ...
+    async def transcribe(self, pcm16k: bytes, expect: SlotSpec | None = None) -> Transcript: ...
     async def intent(self, text: str) -> IntentResult: ...
     async def emotion(self, text: str, loudness_z: float | None, pitch_z: float | None) -> EmotionResult: ...
     def speak(self, text: str, sample_rate: int) -> AsyncGenerator[tuple[str, bytes], None]:
@@ -344,7 +345,8 @@ class CallSession:
         self.baseline.update(prosody)
         prep_ms = self._ms(speech_end)
 
-        transcript = await self.models.transcribe(codecs.int16_to_l16(pcm16k))
+        expect = self.bot.expectation(self.state)
+        transcript = await self.models.transcribe(codecs.int16_to_l16(pcm16k), expect)
         asr_ms = self._ms(speech_end)
         text = transcript.text.strip()
         if not text:

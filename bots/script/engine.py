@@ -36,6 +36,7 @@ from bots.script.schema import ActionSpec, TransitionSpec
 from bots.script.state import DialogState
 from bots.script.turns import BotTurn, Hangup, Say, Transfer, TurnInput
 from bots.script.variants import choose_variant
+from bots.slots import SlotSpec, slot_value
 
 __all__ = ["FaqLookup", "ScriptBot"]
 
@@ -116,15 +117,35 @@ class ScriptBot:
         scores = {k: float(v) for k, v in emotion.scores.items()} if emotion else {}
         label = intent.label if intent is not None and intent.label else ""
         oos = intent is None or intent.out_of_scope or not label
+        entities = dict(turn.entities) if turn.entities is not None else self.extract(turn.text or "")
+        expect = self.expectation(state)
+        if expect is not None and "slot" not in entities:
+            if (value := slot_value(expect, turn.text or "")) is not None:
+                entities["slot"] = value
         event = Event("speech", turn.text or "", label or "oos",
                        float(intent.confidence) if intent is not None else 0.0, oos,
                        {**scores, "label": emotion.label if emotion else None},
-                       dict(turn.entities) if turn.entities is not None else self.extract(turn.text or ""))
+                       entities)
         return await self._handle(state, event, scores)
 
+    def expectation(self, state: DialogState) -> SlotSpec | None:
+        """What the current state asks the caller for (`ask.expect`), for recognition."""
+        spec = self.spec.states.get(state.state or "")
+        return spec.ask.expect if spec is not None and spec.ask is not None else None
+
     async def on_dtmf(self, state: DialogState, digits: str) -> BotTurn:
-        """The caller pressed keys (the whole string collected by the media side)."""
-        return await self._handle(state, Event("dtmf", dtmf=str(digits)), {})
+        """The caller pressed keys. In a state that expects digits and has no `dtmf`
+        transition of its own, keys fill the slot as if spoken: collected until the
+        slot's length or '#', then handled as the answer."""
+        expect = self.expectation(state)
+        own = self.spec.states[state.state].on if state.state in self.spec.states else []
+        if expect is None or expect.kind not in ("digits", "number") or any(t.dtmf for t in own):
+            return await self._handle(state, Event("dtmf", dtmf=str(digits)), {})
+        state.keys += "".join(k for k in str(digits) if k.isdigit())
+        if "#" not in str(digits) and len(state.keys) < expect.lengths[1]:
+            return self._finish(state, TurnOutput())  # wait for more keys
+        keys, state.keys = state.keys, ""
+        return await self.on_turn(state, TurnInput(keys, entities={**self.extract(keys), "slot": keys}))
 
     async def on_no_input(self, state: DialogState) -> BotTurn:
         """The caller said nothing for the media side's no-input timeout."""

@@ -14,7 +14,8 @@ from typing import Any
 
 __all__ = ["ENTITY_NAMES", "extract_entities"]
 
-ENTITY_NAMES = ("order_id", "number", "yes_no", "date", "time_of_day")
+ENTITY_NAMES = ("order_id", "number", "yes_no", "date", "time_of_day", "slot")
+"""`slot` is the value of the state's `ask.expect` (bots/slots.py), set by the engine."""
 
 _DIGITS = {"zero": "0", "oh": "0", "o": "0", "one": "1", "two": "2", "three": "3",
            "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9"}

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bots.slots import SlotSpec
+
 __all__ = [
     "ACTION_KINDS", "ActionSpec", "AskSpec", "CallbackSpec", "DefaultsSpec", "DoNotCallSpec",
     "EscalationSpec", "FaqSpec", "HangupSpec", "HttpSpec", "LookupSpec", "NextRule",
@@ -233,6 +235,9 @@ class AskSpec(_Spec):
     max_no_input: int | None = Field(None, ge=0, le=10)
     on_no_match: str | None = None
     on_no_input: str | None = None
+    expect: SlotSpec | None = Field(None, description="what the answer is (digits, order_id, "
+                                    "yes_no, number, choice): recognition listens for it and "
+                                    "the value arrives as the 'slot' entity; keys fill digits")
 
 
 class NextRule(_Spec):

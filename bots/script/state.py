@@ -35,6 +35,7 @@ class DialogState:
     outcome: str | None = None
     trace: EscalationTrace = field(default_factory=EscalationTrace)
     seq: int = 0
+    keys: str = ""  # DTMF keys collected toward the current state's digit slot
 
     @property
     def call_uuid(self) -> str:

@@ -21,7 +21,9 @@ import ctranslate2
 import numpy as np
 from faster_whisper import BatchedInferencePipeline, WhisperModel
 
+from bots.slots import SlotSpec
 from configs.settings import ASRSettings
+from deployments.engines.asr_slots import SlotDecoder
 from deployments.engines.asr_window import WindowDecoder
 from telephony.codecs import int16_to_float
 from training.models.outputs import Transcript
@@ -85,6 +87,7 @@ class WhisperTranscriber:
 
         self._window = window(settings.min_window_s)  # always
         self._busy_window = window(settings.busy_window_s)  # while utterances queue up
+        self._slots = SlotDecoder(self._model, settings.language or "en", settings.beam_size)
         self._in_flight = 0
         self._lock = threading.Lock()
         self._options = {
@@ -128,6 +131,20 @@ class WhisperTranscriber:
         elapsed = time.perf_counter() - started
         logger.debug("transcribed %.2fs of audio in %.3fs", duration, elapsed)
         return _make_transcript(segments, info.language, duration, elapsed)
+
+    def transcribe_expecting(self, audio: np.ndarray, expect: SlotSpec) -> Transcript:
+        """Transcribe one utterance the script expects to fill `expect` (blocking): the
+        slot's value as the text when it was heard (engines/asr_slots.py), else what
+        was said."""
+        audio = _as_mono_float32(audio)
+        duration = len(audio) / SAMPLE_RATE
+        if duration < MIN_AUDIO_S or duration > WINDOW_S:
+            return self.transcribe(audio)
+        started = time.perf_counter()
+        found = self._slots.decode(audio, expect)
+        elapsed = time.perf_counter() - started
+        return Transcript(found.value or found.text, self.settings.language or "",
+                          found.avg_logprob, found.no_speech_prob, duration, elapsed)
 
     def transcribe_batch(self, audios: Sequence[np.ndarray]) -> list[Transcript]:
         """Transcribe several utterances (blocking), results in input order.

@@ -19,6 +19,7 @@ from fastapi import FastAPI, WebSocket
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from bots.slots import SlotSpec
 from cluster.records.call_state import RedisCallDirectory, RedisCallRecorder
 from cluster.records.webhooks import WebhookSender
 from deployments.common import settings_from
@@ -43,8 +44,10 @@ class ServeTurnModels:
                  emotion: DeploymentHandle, tts: DeploymentHandle):
         self.asr, self.intent_h, self.emotion_h, self.tts = asr, intent, emotion, tts
 
-    async def transcribe(self, pcm16k: bytes) -> Transcript:
-        return await self.asr.transcribe.remote(pcm16k)
+    async def transcribe(self, pcm16k: bytes, expect: SlotSpec | None = None) -> Transcript:
+        if expect is None:
+            return await self.asr.transcribe.remote(pcm16k)
+        return await self.asr.transcribe_expecting.remote(pcm16k, expect.model_dump())
 
     async def intent(self, text: str) -> IntentResult:
         return await self.intent_h.classify.remote(text)

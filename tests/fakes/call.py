@@ -111,7 +111,7 @@ class FakeTurnModels(TurnModels):
         """The audio this fake renders for `text` (quiet, so it never trips the VAD)."""
         return bytes([len(text) % 251, 1]) * int(sample_rate * seconds)
 
-    async def transcribe(self, pcm16k: bytes) -> Transcript:
+    async def transcribe(self, pcm16k: bytes, expect=None) -> Transcript:
         self.heard.append(pcm16k)
         if not self.transcripts:
             raise ModelDown("asr: no transcript scripted")

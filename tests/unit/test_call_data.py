@@ -262,7 +262,7 @@ states:
 class Voice:
     """TurnModels that only speak (40 ms per reply); the test sends no speech."""
 
-    async def transcribe(self, pcm16k: bytes) -> Transcript:
+    async def transcribe(self, pcm16k: bytes, expect=None) -> Transcript:
         raise AssertionError("no speech in this test")
 
     async def intent(self, text: str) -> IntentResult:

@@ -481,7 +481,7 @@ async def test_closing_mid_turn_stops_the_turn_and_still_records_the_call(starte
     asked, never = asyncio.Event(), asyncio.Event()
 
     class SlowASR(FakeTurnModels):
-        async def transcribe(self, pcm16k: bytes):
+        async def transcribe(self, pcm16k: bytes, expect=None):
             asked.set()
             await never.wait()  # the caller hangs up while ASR is still working
             return await super().transcribe(pcm16k)
