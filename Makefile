@@ -8,7 +8,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check
 
-.PHONY: demo setup test test-fast lint bench clean
+.PHONY: demo setup postgres browser test test-fast lint bench clean
 
 demo: setup
 	$(VENV)/bin/callfleet demo
@@ -22,9 +22,23 @@ $(VENV)/.installed: pyproject.toml
 	$(PIP) install -q -e '.[dev]'
 	touch $@
 
+# PostgreSQL server binaries for the durable-store tests (tests/postgres.py starts a
+# throwaway server from them): Debian's postgresql package, installed when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (Debian package postgresql) for the store tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+# Chromium for the browser tests (tests/browser: the agent desk and the wallboard, driven
+# by Playwright). Debian's package: `playwright install` cannot download browsers here.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Chromium (Debian package chromium) for the browser tests"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 # Two pytest processes at once: the integration tier (one shared cluster, mostly waiting on
 # real-time calls) and the unit + model tiers (tests/tiers.py).
-test: setup
+test: setup postgres browser
 	$(VENV)/bin/python tests/tiers.py
 
 # the unit tier alone, on two pytest-xdist workers

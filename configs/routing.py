@@ -38,6 +38,16 @@ class RoutingSettings(BaseModel):
     overflow: Literal["callback", "voicemail"] = Field(
         "callback", description="what happens to a call that waited too long or found the "
         "queue full; the caller of the router carries it out")
+    callback_campaign: str | None = Field(
+        None, description="the dialer campaign that calls back overflowing inbound callers "
+        "(its caller id, gateways, bot and calling rules); a dialer call is called back by "
+        "its own campaign. None: inbound overflow hangs up")
+    callback_delay_s: float = Field(
+        300.0, ge=0, le=7 * 86_400, description="a callback is placed no earlier than this "
+        "after the overflow (and only inside the lead's calling window)")
+    callback_message: str = Field(
+        "", description="prompt played before hanging up on a caller who will be called back "
+        "(a file name in freeswitch.sounds_dir; empty = hang up without one)")
     max_queue: int = Field(500, ge=1, le=100_000, description="waiting calls; more overflow at once")
     max_offers_per_call: int = Field(
         5, ge=1, le=100, description="offers (agents tried) before a call overflows")

@@ -32,8 +32,11 @@ from bots.escalation import EscalationSettings  # noqa: E402
 from bots.kb.settings import KnowledgeBaseSettings  # noqa: E402
 from bots.script.library import BotScriptSettings  # noqa: E402
 from configs.dialer import DialerSettings  # noqa: E402
+from configs.media_recovery import DEFAULT_RESUME_PROMPT, ForkRecoverySettings  # noqa: E402
 from configs.media_security import CallLimits, ForkAuthSettings  # noqa: E402
+from configs.records import RecordsSettings  # noqa: E402
 from configs.routing import RoutingSettings  # noqa: E402
+from configs.tickets import CustomersSettings, TicketsSettings  # noqa: E402
 from configs.webhooks import WebhookSettings  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).with_name("default.yaml")
@@ -56,6 +59,20 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AutoscalingSettings(_Section):
+    """Serve autoscaling of one deployment between `replicas` and `max_replicas`, on the
+    requests each replica has in flight (queued plus running)."""
+
+    max_replicas: int | None = Field(
+        None, ge=1, le=256, description="scale up to this many replicas; None = fixed count")
+    target_ongoing_requests: float | None = Field(
+        None, gt=0, le=10000,
+        description="requests in flight per replica to aim at; None = half of max_batch_size")
+    upscale_delay_s: float = Field(5.0, ge=0, le=3600, description="sustained load before adding")
+    downscale_delay_s: float = Field(60.0, ge=0, le=36000,
+                                     description="sustained idle before removing a replica")
+
+
 class ReplicaSettings(_Section):
     """Resources of one Serve deployment. `num_gpus` is a GPU share (0.25 = a quarter of
     a GPU); with no GPU in the cluster the same code runs on the CPU."""
@@ -66,6 +83,20 @@ class ReplicaSettings(_Section):
     cpu_threads: int = Field(1, ge=1, le=64, description="torch/CTranslate2 threads per replica")
     max_batch_size: int = Field(8, ge=1, le=256, description="@serve.batch maximum batch")
     batch_wait_timeout_s: float = Field(0.01, ge=0, le=2, description="@serve.batch wait")
+    autoscaling: AutoscalingSettings = Field(default_factory=lambda: AutoscalingSettings())
+    max_replicas_per_node: int | None = Field(
+        None, ge=1, le=100, description="at most this many replicas on one Ray node (1 for "
+        "the gateway: one media listener per node); None = no limit")
+
+    def autoscaling_config(self) -> dict[str, float] | None:
+        """Serve's autoscaling_config, or None for a fixed `replicas` count."""
+        a = self.autoscaling
+        if a.max_replicas is None or a.max_replicas <= self.replicas:
+            return None
+        return {"min_replicas": self.replicas, "initial_replicas": self.replicas,
+                "max_replicas": a.max_replicas,
+                "target_ongoing_requests": a.target_ongoing_requests or self.max_batch_size / 2,
+                "upscale_delay_s": a.upscale_delay_s, "downscale_delay_s": a.downscale_delay_s}
 
 
 class ASRSettings(ReplicaSettings):
@@ -155,6 +186,10 @@ class GatewaySettings(ReplicaSettings):
     vad: VADSettings = Field(default_factory=VADSettings)
     limits: CallLimits = Field(default_factory=CallLimits,
                                description="bounds on one call and on forks per replica")
+    resume_prompt: str = Field(
+        DEFAULT_RESUME_PROMPT, max_length=300,
+        description="said first when a call's fork moved here mid-call (its replica was "
+        "lost), before the bot repeats its question; empty = say nothing")
     num_cpus: float = 0.25
 
 
@@ -196,6 +231,9 @@ class FreeswitchSettings(_Section):
     fork_auth: ForkAuthSettings = Field(
         default_factory=ForkAuthSettings,
         description="the credential each media fork carries (issued here, checked by the gateway)")
+    fork_recovery: ForkRecoverySettings = Field(
+        default_factory=ForkRecoverySettings,
+        description="re-forking a call whose media fork dropped (a lost gateway replica)")
 
     @field_validator("password")
     @classmethod
@@ -246,6 +284,12 @@ class RaySettings(_Section):
     num_cpus: int | None = Field(None, ge=1, description="CPUs of the local cluster (None = all)")
     gcs_port: int = Field(6390, ge=1, le=65535, description="local head's GCS port")
     node_ip: str = Field("127.0.0.1", description="bind the local cluster to this address")
+    metrics_port: int | None = Field(
+        8080, ge=1, le=65535, description="local head's Prometheus metrics export port "
+        "(docs/operations.md); None = a free port Ray picks")
+    dashboard_port: int | None = Field(
+        8265, ge=1, le=65535, description="the local head's dashboard and job server, on "
+        "node_ip (`ray job submit --address http://127.0.0.1:8265`); None = no job server")
 
 
 class Settings(BaseSettings):
@@ -262,8 +306,16 @@ class Settings(BaseSettings):
         "<state_dir>/redis/password); an external one must persist (AOF, noeviction)")
     redis_port: int = Field(6391, ge=1, le=65535, description="embedded Redis port")
     redis: RedisSettings = Field(default_factory=RedisSettings)
-    store_url: str | None = Field(None, description="SQLAlchemy URL; None = SQLite in state_dir")
+    store_url: str | None = Field(
+        None, description="SQLAlchemy URL of the durable store (calls, compliance ledger), e.g. "
+        "postgresql+psycopg://user:pass@host/db; None = SQLite <state_dir>/callfleet.db")
+    records: RecordsSettings = Field(default_factory=RecordsSettings,
+                                     description="call records and compliance ledger in SQL")
     registry_path: Path | None = Field(None, description="model registry; None = state_dir/registry")
+    registry_url: str | None = Field(
+        None, description="model registry on object storage (fsspec URL, e.g. "
+        "s3://bucket/callfleet/registry) for nodes that share no disk; registry_path is then "
+        "each node's cache of it")
     call_ttl_s: int = Field(86_400, ge=60, description="how long live call context stays in Redis")
     ray: RaySettings = Field(default_factory=RaySettings)
     serve: ServeSettings = Field(default_factory=ServeSettings)
@@ -279,6 +331,10 @@ class Settings(BaseSettings):
     bots: BotScriptSettings = Field(default_factory=BotScriptSettings)
     escalation: EscalationSettings = Field(default_factory=EscalationSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    tickets: TicketsSettings = Field(default_factory=TicketsSettings,
+                                     description="ticket queues, SLA deadlines, intake token")
+    customers: CustomersSettings = Field(default_factory=CustomersSettings,
+                                         description="customer profiles (keyed hash of the number)")
     api: ApiSettings = Field(default_factory=ApiSettings)
 
     @model_validator(mode="after")

@@ -10,6 +10,7 @@ from typing import Any
 
 from ray.serve import Application
 
+from cluster.runtime.deploy import with_cluster_state
 from cluster.runtime.user_configs import model_user_configs
 from configs.settings import Settings, load_settings, settings_doc
 from deployments.asr import ASRDeployment
@@ -27,7 +28,7 @@ def build_app(settings: Settings) -> Application:
     def opts(replica, name: str) -> dict[str, Any]:
         concurrent_batches = getattr(replica, "workers", 1)
         return {
-            "num_replicas": replica.replicas,
+            **replica_count(replica),
             # Serve's default (5) would cap every batch below max_batch_size
             "max_ongoing_requests": replica.max_batch_size * concurrent_batches,
             "ray_actor_options": actor_options(replica),
@@ -38,22 +39,25 @@ def build_app(settings: Settings) -> Application:
     intent = IntentDeployment.options(**opts(settings.intent, "intent")).bind(doc)
     emotion = EmotionDeployment.options(**opts(settings.emotion, "emotion")).bind(doc)
     tts = TTSDeployment.options(
-        num_replicas=settings.tts.replicas,
+        **replica_count(settings.tts),
         ray_actor_options=actor_options(settings.tts),
     ).bind(doc)
     gateway = MediaGateway.options(
-        num_replicas=settings.gateway.replicas,
+        **replica_count(settings.gateway),
         ray_actor_options=actor_options(settings.gateway),
     )
     return gateway.bind(asr, intent, emotion, tts, doc)
 
 
+def replica_count(replica) -> dict[str, Any]:
+    """A fixed count, or autoscaling between `replicas` and `autoscaling.max_replicas`."""
+    scaling = replica.autoscaling_config()
+    out = {"autoscaling_config": scaling} if scaling else {"num_replicas": replica.replicas}
+    if replica.max_replicas_per_node:
+        out["max_replicas_per_node"] = replica.max_replicas_per_node
+    return out
+
+
 def app_builder(args: dict[str, Any]) -> Application:
     parsed = AppArgs.model_validate(args)
-    settings = load_settings(parsed.config, **parsed.overrides)
-    if not settings.redis_url:
-        raise ValueError(
-            "redis_url must be set when deploying with a Serve config (for a local "
-            "embedded Redis use `callfleet up`, or set overrides.redis_url)"
-        )
-    return build_app(settings)
+    return build_app(with_cluster_state(load_settings(parsed.config, **parsed.overrides)))

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ray import serve
 
 from bots.slots import SlotSpec
-from deployments.common import apply_batching, pick_device, settings_from
+from deployments.common import ServedVersion, apply_batching, pick_device, settings_from
 from deployments.engines.asr import WhisperTranscriber
 from training.models.outputs import Transcript
 
@@ -21,6 +22,7 @@ class ASRDeployment:
         cfg = parsed.asr
         self.engine = WhisperTranscriber(cfg, parsed.cache_dir, device=pick_device(cfg))
         self.engine.warmup()
+        ServedVersion("asr").serving(Path(cfg.model).name)  # "tiny.en", "base", a folder's name
         # Built here rather than as a class decorator so `asr.workers` batches can be
         # decoded at once: one utterance does not get faster on a second CPU thread, but
         # two utterances on one thread each finish in the time of one.

@@ -1,5 +1,5 @@
 """What every model deployment shares: settings from the app builder, device choice,
-live-tunable batching through `user_config`, and health."""
+live-tunable batching through `user_config`, health, and the served version as a metric."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cluster.actors.metrics import RayMetrics
 from configs.settings import ReplicaSettings, Settings
+from telephony.metrics import MODEL_VERSION, Metrics
 
 
 def settings_from(doc: dict[str, Any]) -> Settings:
@@ -33,6 +35,26 @@ def apply_batching(method: Any, config: dict[str, Any]) -> None:
         method.set_max_batch_size(int(config["max_batch_size"]))
     if "batch_wait_timeout_s" in config:
         method.set_batch_wait_timeout_s(float(config["batch_wait_timeout_s"]))
+
+
+class ServedVersion:
+    """``callfleet_model_version_info{kind, version}``: 1 for the model version this
+    replica serves, 0 for the one it replaced (a gauge's series cannot be removed, so a
+    promotion leaves the old version at 0)."""
+
+    def __init__(self, kind: str, metrics: Metrics | None = None):
+        self.kind = kind
+        self.metrics = metrics if metrics is not None else RayMetrics()
+        self.version: str | None = None
+
+    def serving(self, version: str | None) -> None:
+        if version == self.version:
+            return
+        if self.version is not None:
+            self.metrics.set(MODEL_VERSION, 0, kind=self.kind, version=self.version)
+        if version is not None:
+            self.metrics.set(MODEL_VERSION, 1, kind=self.kind, version=version)
+        self.version = version
 
 
 def actor_options(replica: ReplicaSettings) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ray import serve
 
-from deployments.common import apply_batching, settings_from
+from deployments.common import ServedVersion, apply_batching, settings_from
 from training.models.emotion import EmotionClassifier
 from training.models.outputs import EmotionInput, EmotionResult
 from training.models.registry import ModelRegistry
@@ -17,8 +17,9 @@ from training.models.registry import ModelRegistry
 class EmotionDeployment:
     def __init__(self, settings: dict[str, Any]):
         self.cfg = settings_from(settings)
-        self.registry = ModelRegistry(self.cfg.registry_path)
+        self.registry = ModelRegistry(self.cfg.registry_path, self.cfg.registry_url)
         self.model: EmotionClassifier | None = None
+        self.served = ServedVersion("emotion")
         self._load(self.cfg.emotion.version)
 
     def _load(self, version: str) -> None:
@@ -28,6 +29,7 @@ class EmotionDeployment:
             cpu_threads=s.cpu_threads,
         )
         self.model.predict_batch([EmotionInput("hello")])  # warm up
+        self.served.serving(self.model.version)
 
     def reconfigure(self, config: dict[str, Any]) -> None:
         apply_batching(self.classify, config)

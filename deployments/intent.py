@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 
 from configs.settings import load_settings
-from deployments.common import apply_batching, pick_device, settings_from
+from deployments.common import ServedVersion, apply_batching, pick_device, settings_from
 from training.models.intent import IntentClassifier, ShadowAgreement
 from training.models.outputs import IntentResult
 from training.models.registry import ModelRegistry
@@ -56,10 +56,12 @@ class IntentServingOptions(BaseModel):
 class IntentDeployment:
     def __init__(self, settings: dict[str, Any]):
         self.cfg = settings_from(settings)
-        self.registry = ModelRegistry(self.cfg.registry_path)
+        self.registry = ModelRegistry(self.cfg.registry_path, self.cfg.registry_url)
         self.options = IntentServingOptions(version=self.cfg.intent.version)
         self.model: IntentClassifier | None = self._load(self.options)
         self.version: str | None = self.model.version
+        self.served = ServedVersion("intent")
+        self.served.serving(self.version)
         self.shadow: IntentClassifier | None = None
         self.agreement: ShadowAgreement | None = None
         self._shadow_busy = False
@@ -91,6 +93,7 @@ class IntentDeployment:
                 or options.oos_threshold != previous.oos_threshold):
             model = await asyncio.to_thread(self._load, options, serving)
             self.model, self.version = model, model.version  # one assignment: atomic swap
+            self.served.serving(model.version)
             log.info("intent now serving %s (%s)", model.version, model.backend)
         await self._set_shadow(options)
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from ray import serve
 
-from deployments.common import pick_device, settings_from
+from deployments.common import ServedVersion, pick_device, settings_from
 from deployments.engines.tts import SpeechSynthesizer, make_engine
 from deployments.priority_gate import PriorityGate
 
@@ -22,6 +23,8 @@ class TTSDeployment:
         engine = make_engine(cfg.tts, use_cuda=pick_device(cfg.tts) == "cuda")
         self.synth = SpeechSynthesizer(engine, cache_size=cfg.tts.cache_size)
         self.synth.synthesize("Hello.", 8000)  # warm up
+        voice = cfg.tts.voice if cfg.tts.engine == "piper" else (cfg.tts.coqui_model or "")
+        ServedVersion("tts").serving(f"{cfg.tts.engine}:{Path(voice).name}")
         self.gate = PriorityGate(cfg.tts.concurrency)
 
     async def synthesize(self, text: str, sample_rate: int, priority: int = FIRST_SENTENCE) -> bytes:

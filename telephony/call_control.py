@@ -16,6 +16,8 @@ __all__ = [
     "CARRIER_CAUSES",
     "CallControl",
     "CallControlError",
+    "CallGoneError",
+    "EAVESDROP_MODES",
     "OriginateRequest",
     "OriginateResult",
 ]
@@ -53,6 +55,18 @@ class CallControlError(RuntimeError):
     def __init__(self, message: str, retryable: bool = True):
         super().__init__(message)
         self.retryable = retryable
+
+
+class CallGoneError(CallControlError):
+    """The call's channel no longer exists (the caller hung up): nothing to retry."""
+
+    def __init__(self, message: str = "the call's channel no longer exists"):
+        super().__init__(message, retryable=False)
+
+
+#: how a supervisor joins a call (FreeSWITCH ``eavesdrop``): hear both sides, speak to
+#: the agent only, or speak to both (a three-way call)
+EAVESDROP_MODES = ("listen", "whisper", "barge")
 
 
 class OriginateRequest(BaseModel):

@@ -11,6 +11,7 @@ brief (`cluster.routing.models.EscalationRequest.from_handover`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
@@ -35,6 +36,9 @@ __all__ = [
 ]
 
 DEFAULT_HANDOVER_REASON = "bot asked for a person"
+# the count at the end of the escalation policy's brief (`EscalationPolicy.brief`); the
+# handover restates it from its own transcript, so the two always agree
+_TURN_COUNT = re.compile(r"Turns so far: \d+\.")
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,10 @@ class Handover:
             reason=transfer.reason or DEFAULT_HANDOVER_REASON,
             skills=tuple(transfer.skills),
             priority=int(transfer.priority),
-            brief=transfer.brief,
+            # the policy counts the caller turns it observed, which misses the turn a
+            # script transfer fires on (and key presses collected for a slot); the agent
+            # reads the count next to the transcript, so it is the transcript's
+            brief=_TURN_COUNT.sub(f"Turns so far: {len(turns)}.", transfer.brief),
             rule=transfer.escalation_reason,
             vip=bool(customer.get("vip") or customer.get("tier") == "vip"),
             customer=customer,

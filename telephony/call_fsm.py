@@ -62,6 +62,7 @@ class CallRecord:
     escalation: Handover | None = None  # what the bot handed over (its transfer)
     bot_requested: bool = False  # a fork to the bot was asked for (it holds a bot slot)
     agent_leg: str | None = None  # the B-leg FreeSWITCH created to the agent's phone
+    forks: int = 0  # media forks started for the call: the gateway's lease generation
     created_at: float = field(default_factory=time.time)
     answered_at: float | None = None
     ended_at: float | None = None

@@ -15,8 +15,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable
-from typing import Protocol
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Protocol, TypeVar
 
 from bots.script.engine import ScriptBot
 from bots.script.state import DialogState
@@ -33,12 +33,14 @@ from telephony.call_data import (
     TurnTiming,
 )
 from telephony.call_limits import RateLimiter
+from telephony.metrics import ERRORS, NO_METRICS, Metrics
 from telephony.playback import AudioOut, Playback
 from telephony.prosody import ProsodyBaseline, measure_prosody
 from telephony.vad import Endpointer, SpeechStarted, UtteranceEnded
 from training.models.outputs import EmotionResult, IntentResult, Transcript
 
 log = logging.getLogger("callfleet.call")
+T = TypeVar("T")
 
 ASR_RATE = 16000
 _SORRY = "Sorry, I had a problem there. Could you say that again?"
@@ -92,9 +94,11 @@ class CallSession:
         actions: ActionSink | None = None,
         clock: Callable[[], float] = time.monotonic,
         elapsed_s: float = 0.0,
+        metrics: Metrics = NO_METRICS,
     ):
         """`elapsed_s`: how long the call has lasted already (since it was answered, or
-        on another replica before its fork moved here); it counts towards `max_call_s`."""
+        on another replica before its fork moved here); it counts towards `max_call_s`.
+        `metrics`: where failures are counted (``callfleet_errors{kind}``)."""
         self.meta = meta
         self.models = models
         self.out = out
@@ -103,6 +107,8 @@ class CallSession:
         self.bot = bot
         self.actions = actions
         self.clock = clock
+        self.metrics = metrics
+        self._counted: BaseException | None = None  # the last failure already counted
         mode = meta.playback or settings.playback
         self.playback = Playback(out, mode, meta.sample_rate, settings.playout_lead_ms, clock=clock)
         self.endpointer = Endpointer(meta.sample_rate, settings.vad)
@@ -156,6 +162,10 @@ class CallSession:
             return
         self._timer = asyncio.create_task(self._time_limit())
         opening = await self.bot.start(self.state)
+        if resumed and self.settings.resume_prompt:
+            # the caller heard silence while the fork moved (its replica was lost): say
+            # so, then the bot repeats where the call was
+            await self._say(BotTurn(segments=(Say(self.settings.resume_prompt),)))
         await self._say(opening)
         await self._done_with(opening)
         if not self._over:
@@ -228,6 +238,7 @@ class CallSession:
             self._drop("events")
 
     def _drop(self, kind: str) -> None:
+        self.metrics.inc(ERRORS, kind="input_dropped")
         count = self.outcome.dropped.get(kind, 0) + 1
         self.outcome.dropped[kind] = count
         if count == 1:  # once per kind and call: a flood must not flood the log too
@@ -302,7 +313,9 @@ class CallSession:
                     await self._turn(utterance, speech_end)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # a failed turn must not end the call
+            except Exception as exc:  # a failed turn must not end the call
+                if exc is not self._counted:  # not a model or the bot: counted as a turn
+                    self.metrics.inc(ERRORS, kind="turn")
                 log.exception("turn failed", extra={"call_uuid": self.meta.call_uuid})
                 with contextlib.suppress(Exception):
                     await self._say(BotTurn(segments=(Say(_SORRY),)))
@@ -346,19 +359,19 @@ class CallSession:
         prep_ms = self._ms(speech_end)
 
         expect = self.bot.expectation(self.state)
-        transcript = await self.models.transcribe(codecs.int16_to_l16(pcm16k), expect)
+        transcript = await self._step("asr", self.models.transcribe(codecs.int16_to_l16(pcm16k), expect))
         asr_ms = self._ms(speech_end)
         text = transcript.text.strip()
         if not text:
             return  # noise or a cough: nothing to answer
         sound = TurnProsody(prosody.loudness_db, prosody.pitch_hz,
                             relative.get("loudness_z"), relative.get("pitch_z"))
-        intent, emotion = await asyncio.gather(
+        intent, emotion = await self._step("nlu", asyncio.gather(
             self.models.intent(text),
             self.models.emotion(text, sound.loudness_z, sound.pitch_z),
-        )
+        ))
         nlu_ms = self._ms(speech_end)
-        reply = await self.bot.on_turn(self.state, TurnInput(text, intent, emotion))
+        reply = await self._step("bot", self.bot.on_turn(self.state, TurnInput(text, intent, emotion)))
         bot_ms = self._ms(speech_end)
 
         def spoken(first_audio: float | None) -> TurnRecord:
@@ -376,13 +389,13 @@ class CallSession:
         await self._answer(reply, spoken)
 
     async def _keypress(self, digit: str) -> None:
-        reply = await self.bot.on_dtmf(self.state, digit)
+        reply = await self._step("bot", self.bot.on_dtmf(self.state, digit))
         await self._answer(reply, lambda _: TurnRecord(
             n=self.state.turns, bot=reply.text, bot_state=reply.state, dtmf=digit,
             actions=reply.actions))
 
     async def _silence(self) -> None:
-        reply = await self.bot.on_no_input(self.state)
+        reply = await self._step("bot", self.bot.on_no_input(self.state))
         await self._answer(reply, lambda _: TurnRecord(
             n=self.state.turns, bot=reply.text, bot_state=reply.state, no_input=True,
             actions=reply.actions))
@@ -428,9 +441,28 @@ class CallSession:
             await self.playback.drained()
             self.finished.set()
 
+    async def _step(self, kind: str, work: Awaitable[T]) -> T:
+        """One model or bot step of a turn; its failure is counted as `kind`."""
+        try:
+            return await work
+        except Exception as exc:
+            self._count_error(kind, exc)
+            raise
+
+    def _count_error(self, kind: str, exc: BaseException) -> None:
+        self.metrics.inc(ERRORS, kind=kind)
+        self._counted = exc
+
     async def _say(self, reply: BotTurn) -> float | None:
         """Synthesize sentence by sentence and queue each as soon as it is ready; return
         the wall time of the first frame on the wire."""
+        try:
+            return await self._speak(reply)
+        except Exception as exc:
+            self._count_error("tts", exc)
+            raise
+
+    async def _speak(self, reply: BotTurn) -> float | None:
         generation = self._generation
         first: asyncio.Future | None = None
         # closed here, not left to the garbage collector: closing cancels the TTS work

@@ -33,6 +33,8 @@ __all__ = [
     "audio_fork_stop",
     "cause",
     "check_variable",
+    "eavesdrop",
+    "eavesdrop_mode",
     "command_line_json",
     "media_path",
     "originate",
@@ -192,6 +194,46 @@ def uuid_bridge(call_uuid: str, other_uuid: str) -> str:
 
 def uuid_kill(call_uuid: str, hangup_cause: str = "NORMAL_CLEARING") -> str:
     return f"uuid_kill {uuid_arg(call_uuid)} {cause(hangup_cause)}"
+
+
+#: eavesdrop's start variables per mode: ``eavesdrop(<caller uuid>)`` calls the caller's
+#: leg "aleg" and its bridged partner (the agent) "bleg"; whisper speaks to the agent
+#: only, barge to both
+_EAVESDROP_VARS = {
+    "listen": {"eavesdrop_whisper_aleg": "false", "eavesdrop_whisper_bleg": "false"},
+    "whisper": {"eavesdrop_whisper_aleg": "false", "eavesdrop_whisper_bleg": "true"},
+    "barge": {"eavesdrop_whisper_aleg": "true", "eavesdrop_whisper_bleg": "true"},
+}
+#: the keys the eavesdrop application takes from the eavesdropper mid-call: 0 back to
+#: listening, 1 speak with the other half (the agent), 3 three-way
+EAVESDROP_DTMF = {"listen": "0", "whisper": "1", "barge": "3"}
+
+
+def _eavesdrop_vars(mode: str) -> dict[str, str]:
+    if mode not in _EAVESDROP_VARS:
+        raise CommandArgumentError("eavesdrop mode must be listen, whisper or barge")
+    return _EAVESDROP_VARS[mode]
+
+
+def eavesdrop(leg_uuid: str, call_uuid: str, extension: str, context: str,
+              mode: str = "listen") -> str:
+    """``originate {vars}loopback/<ext>/<context> &eavesdrop(<call>)``: ring the
+    supervisor's extension (through the dialplan, like an agent's) and, on answer, join
+    `call_uuid` in `mode`. The new leg is `leg_uuid` and is marked
+    ``callfleet_role=supervisor`` so the controller never gives it a bot."""
+    variables = {"origination_uuid": uuid_arg(leg_uuid), "callfleet_role": "supervisor",
+                 "origination_caller_id_name": "'CallFleet supervisor'",
+                 **_eavesdrop_vars(mode)}
+    block = ",".join(f"{k}={v}" for k, v in variables.items())
+    return (f"originate {{{block}}}loopback/{token(extension, 'extension')}/"
+            f"{token(context, 'context')} &eavesdrop({uuid_arg(call_uuid)})")
+
+
+def eavesdrop_mode(leg_uuid: str, mode: str) -> str:
+    """``uuid_recv_dtmf <leg> <key>``: switch a live eavesdrop between listen, whisper
+    and barge, as if the supervisor pressed the key."""
+    _eavesdrop_vars(mode)
+    return f"uuid_recv_dtmf {uuid_arg(leg_uuid)} {EAVESDROP_DTMF[mode]}"
 
 
 def uuid_break(call_uuid: str) -> str:

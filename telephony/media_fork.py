@@ -299,9 +299,13 @@ def clear_marks() -> str:
     return '{"type":"clearMarks"}'
 
 
-def disconnect() -> str:
-    """The module fires ``mod_audio_fork::disconnect``; the controller hangs up."""
-    return '{"type":"disconnect"}'
+def disconnect(reason: str = "bot closed the call") -> str:
+    """The module fires ``mod_audio_fork::disconnect`` with ``data`` as its body; the
+    controller hangs up. ``data`` must be there: the module fires the same event, without
+    a body, when the websocket drops (a lost gateway replica), and then the controller
+    forks the call again instead (docs/reliability.md)."""
+    return json.dumps({"type": "disconnect", "data": {"reason": reason[:120]}},
+                      separators=(",", ":"))
 
 
 def transfer(handover: Handover) -> str:

@@ -162,6 +162,8 @@ class ActionSpec(_Spec):
             return {kind: {_SHORTHAND[kind]: arg}}
         if kind == "faq" and (arg is True or arg is None):
             return {kind: {}}
+        if arg is None and kind in ACTION_KINDS:
+            raise ValueError(f"action '{kind}' has no value (write what to {kind}, or remove it)")
         return value
 
     @property

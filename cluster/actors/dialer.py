@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from cluster.actors.metrics import RayMetrics
 from cluster.dialer.engine import AnswerHandler, CapacityProbe, Dialer
 from cluster.dialer.store import DialerStore
 from configs.dialer import DialerSettings
@@ -44,7 +45,8 @@ class DialerService:
         self.store = DialerStore(redis_url)
         capacity = capacity_factory()
         answers = answers_factory() if answers_factory else capacity  # one object may do both
-        self.dialer = Dialer(self.store, call_control_factory(), capacity, answers, self.settings)
+        self.dialer = Dialer(self.store, call_control_factory(), capacity, answers, self.settings,
+                             metrics=RayMetrics())  # pacing, abandonment: docs/operations.md
         self._stop = asyncio.Event()
         self._loop_task = asyncio.get_event_loop().create_task(self.dialer.run(self._stop))
         log.info("dialer actor started (tick %.2fs)", self.settings.tick_s)

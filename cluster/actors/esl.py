@@ -19,7 +19,8 @@ from redis.exceptions import RedisError
 
 from cluster.actors.hooks import FloorHooks
 from cluster.actors.names import NAMESPACE
-from cluster.records.call_state import esl_record_key
+from cluster.records.call_state import call_record_event, esl_record_key, fork_lease_key
+from cluster.records.outbox import add_to
 from configs.settings import FreeswitchSettings
 from telephony.call_control import CallControlError, OriginateRequest, OriginateResult
 from telephony.call_fsm import CallPhase, CallRecord
@@ -52,8 +53,11 @@ class RedisCallRecordSink:
             try:
                 while self._pending:
                     item = self._pending[0]
-                    await self.redis.set(record_key(item.call_uuid),
-                                         json.dumps(item.to_dict()), ex=self.ttl_s)
+                    pipe = self.redis.pipeline(transaction=True)
+                    pipe.set(record_key(item.call_uuid), json.dumps(item.to_dict()), ex=self.ttl_s)
+                    if item.ended:  # the call's telephony facts for the SQL records
+                        add_to(pipe, call_record_event(item))
+                    await pipe.execute()
                     if self._pending and self._pending[0] is item:
                         self._pending.popleft()
             except (RedisError, OSError) as exc:
@@ -63,6 +67,25 @@ class RedisCallRecordSink:
     async def load(self, call_uuid: str) -> CallRecord | None:
         raw = await self.redis.get(record_key(call_uuid))
         return CallRecord.from_dict(json.loads(raw)) if raw else None
+
+    async def live_records(self, limit: int = 50_000) -> list[CallRecord]:
+        """The stored records of calls not ended, for a restarted controller's resync."""
+        out: list[CallRecord] = []
+        async for key in self.redis.scan_iter(match=record_key("*"), count=500):
+            raw = await self.redis.get(key)
+            try:
+                record = CallRecord.from_dict(json.loads(raw)) if raw else None
+            except (ValueError, TypeError, KeyError):
+                continue
+            if record is not None and not record.ended:
+                out.append(record)
+            if len(out) >= limit:
+                break
+        return out
+
+    async def fork_open(self, call_uuid: str) -> bool:
+        """Whether a gateway holds the call's media fork lease (``cf:fork:<uuid>``)."""
+        return bool(await self.redis.exists(fork_lease_key(call_uuid)))
 
 
 class ESLControllerActor:
@@ -109,6 +132,13 @@ class ESLControllerActor:
 
     async def hangup(self, call_uuid: str, cause: str = "NORMAL_CLEARING") -> None:
         await self.controller.hangup(call_uuid, cause)
+
+    async def eavesdrop(self, call_uuid: str, extension: str, mode: str = "listen") -> str:
+        await self._ensure()
+        return await self.controller.eavesdrop(call_uuid, extension, mode)
+
+    async def eavesdrop_mode(self, leg_uuid: str, mode: str) -> None:
+        await self.controller.eavesdrop_mode(leg_uuid, mode)
 
     async def call(self, call_uuid: str) -> dict[str, Any] | None:
         record = self.controller.calls.get(call_uuid)
@@ -190,6 +220,13 @@ class RemoteCallControl:
 
     async def hangup(self, call_uuid: str, cause: str = "NORMAL_CLEARING") -> None:
         await _remote(self.handle.hangup.remote(call_uuid, cause))
+
+    async def eavesdrop(self, call_uuid: str, extension: str, mode: str = "listen") -> str:
+        """A supervisor joins the call from `extension` (listen, whisper or barge)."""
+        return await _remote(self.handle.eavesdrop.remote(call_uuid, extension, mode))
+
+    async def eavesdrop_mode(self, leg_uuid: str, mode: str) -> None:
+        await _remote(self.handle.eavesdrop_mode.remote(leg_uuid, mode))
 
 
 async def _remote(ref) -> Any:

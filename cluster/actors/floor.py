@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,12 @@ import numpy as np
 
 from cluster.actors.dialer import start_dialer
 from cluster.actors.esl import RemoteCallControl, get_controller, make_remote_control
+from cluster.actors.metrics import RayMetrics
 from cluster.actors.names import NAMESPACE, ROUTER_NAME
+from cluster.actors.records import start_record_writer
+from cluster.dialer.callbacks import OverflowCallbacks
+from cluster.dialer.store import DialerStore
+from cluster.records.outbox import OutboxPublisher, outbox_event
 from cluster.records.webhooks import WebhookSender
 from cluster.routing import (
     AgentState,
@@ -37,6 +43,7 @@ from cluster.routing import (
 from configs.settings import Settings, settings_doc
 from telephony.call_data import Handover
 from telephony.esl_commands import sound_path
+from telephony.metrics import ERRORS
 from telephony.wav import write_wav
 
 __all__ = ["EslAnswers", "FloorCapacity", "RouterService", "start_floor"]
@@ -71,32 +78,56 @@ class RouterService:
         self.store = RoutingStore(cfg.redis_url)
         self.sender = WebhookSender(cfg.webhooks)
         control = RemoteCallControl(get_controller(cfg.freeswitch, cfg.redis_url))
+        self.metrics = RayMetrics()  # queue, agents, waits (docs/operations.md)
         self.router = SkillRouter(
             self.store, control, cfg.routing,
             sinks=[RedisFeedPublisher(self.store), WebhookNotifier(self.sender)],
-            on_overflow=self._overflow)
+            on_overflow=self._overflow, metrics=self.metrics)
         self.control = control
+        self.cfg = cfg
+        self.callbacks = OverflowCallbacks(DialerStore(cfg.redis_url), cfg.routing)
         self._stop = asyncio.Event()
         self._task = asyncio.get_event_loop().create_task(self.router.run(self._stop))
 
-    async def escalate(self, call_uuid: str, handover: Handover) -> dict[str, Any]:
-        """A bot handed `call_uuid` over (from the controller's `FloorHooks`)."""
-        result = await self.router.escalate(EscalationRequest.from_handover(call_uuid, handover))
+    async def escalate(self, call_uuid: str, handover: Handover,
+                       caller_number: str | None = None) -> dict[str, Any]:
+        """A bot handed `call_uuid` over (from the controller's `FloorHooks`); the
+        caller's number is kept masked only."""
+        result = await self.router.escalate(
+            EscalationRequest.from_handover(call_uuid, handover, caller_number))
         return result.model_dump(mode="json")
 
     async def call_ended(self, call_uuid: str) -> None:
-        await self.router.call_ended(call_uuid)
+        result = await self.router.call_ended(call_uuid)
+        if result is not None:  # who handled the call, for the SQL records
+            await OutboxPublisher(self.store.redis).publish(outbox_event(
+                "call.handled", call_uuid=call_uuid, agent_id=result.agent_id,
+                escalation_status=result.status.value))
 
     async def _overflow(self, decision) -> None:
-        """Nobody could take the call in time: end it politely (a callback is the
-        campaign's to schedule; voicemail needs a voicemail extension in the dialplan)."""
+        """Nobody could take the call in time: the dialer calls the caller back
+        (`cluster.dialer.callbacks`; the message `routing.callback_message` says so before
+        the hang-up), or the call goes to voicemail (an extension in the dialplan)."""
         logger.info("escalation overflow: %s (%s)", decision.action, decision.reason)
         try:
             if decision.action == "voicemail":
                 await self.control.transfer(decision.call_uuid, "voicemail")
+                return
+            result = await self.callbacks.schedule(
+                decision.call_uuid, campaign_id=decision.campaign_id, vip=decision.vip,
+                reason=decision.reason, now=time.time())
+            if not result.scheduled:
+                logger.warning("overflowing caller not called back: %s", result.reason)
+            message = self.cfg.routing.callback_message if result.scheduled else ""
+            path = Path(sound_path(self.cfg.freeswitch.sounds_dir, message)) if message else None
+            if path is not None and await asyncio.to_thread(path.exists):
+                seconds = max(0.5, ((await asyncio.to_thread(path.stat)).st_size - 44) / 16000)
+                await self.control.handle.play_and_hangup.remote(decision.call_uuid, message,
+                                                                 seconds)
             else:
                 await self.control.hangup(decision.call_uuid, "NORMAL_CLEARING")
         except Exception as exc:
+            self.metrics.inc(ERRORS, kind="overflow_action")
             logger.warning("overflow action failed: %s", exc)
 
     async def check_health(self) -> None:
@@ -192,7 +223,10 @@ def start_floor(settings: Settings) -> dict[str, Any]:
         answers_factory=_Factory(EslAnswers, doc),
         settings=settings.dialer,
     )
-    return {"controller": controller, "router": router, "dialer": dialer}
+    actors = {"controller": controller, "router": router, "dialer": dialer}
+    if settings.records.writer:  # outbox -> the durable SQL store (cluster/actors/records.py)
+        actors["records"] = start_record_writer(settings)
+    return actors
 
 
 class _Factory:

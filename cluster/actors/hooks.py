@@ -36,7 +36,10 @@ class FloorHooks:
             logger.warning("a call wants a person but no skill router is running")
             return
         # the handover as the call session built it, conversation included
-        await router.escalate.remote(record.call_uuid, record.escalation or Handover())
+        # the customer's number: who called in, or whom the dialer called (the router
+        # keeps it masked)
+        number = record.caller_id if record.direction == "inbound" else record.destination
+        await router.escalate.remote(record.call_uuid, record.escalation or Handover(), number)
 
     async def _ended(self, record) -> None:
         router = await lookup(ROUTER_NAME)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-__all__ = ["NAMESPACE", "ROUTER_NAME", "lookup"]
+__all__ = ["NAMESPACE", "RECORD_WRITER_NAME", "ROUTER_NAME", "lookup"]
 
 NAMESPACE = "callfleet"
 ROUTER_NAME = "callfleet-router"
+RECORD_WRITER_NAME = "callfleet-record-writer"
 
 
 async def lookup(name: str):

@@ -3,6 +3,7 @@
     callfleet bot check FILE [FILE ...] [--json]   validate; exit 2 listing every problem
     callfleet bot chat FILE [--model DIR] [--json] text conversation (stdin when piped)
     callfleet bot orders [--port N]                run the demo order service
+    callfleet bots deploy FILE [FILE ...]          make them live on every gateway replica
 
 `check` prints ``file:line:column: error: what (expected ...)`` per problem. `chat` needs
 no cluster and no model: without ``--model`` the intent comes from a fallback classifier
@@ -31,6 +32,7 @@ from bots.script import ScriptError, check_script, load_script
 from bots.script.chat import COMMANDS, ChatSession
 from bots.script.engine import ScriptBot
 from bots.script.fallback_nlu import FallbackEmotionClassifier, FallbackIntentClassifier
+from cluster.cli.bot_deploy import print_check, redis_url_parents, register_deploy
 from cluster.cli.common import CliError, console, reports_errors
 from training.models.outputs import EmotionResult, IntentResult
 from training.models.registry import ModelNotFoundError, ModelRegistry
@@ -43,8 +45,10 @@ SHOP_DATA = Path(__file__).resolve().parents[2] / "bots" / "data" / "shop_intent
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``bot`` and its actions to the top-level `subparsers`."""
     bot = subparsers.add_parser(
-        "bot", help="check bot scripts, chat with them in the terminal, run the demo order service",
-        description="Work on bot scripts (YAML, see docs/bots.md) without a cluster.")
+        "bot", aliases=["bots"],
+        help="check, try and deploy bot scripts; run the demo order service",
+        description="Work on bot scripts (YAML, see docs/bots.md): check and chat need no "
+        "cluster; deploy makes them live on a running one.")
     sub = bot.add_subparsers(dest="bot_command", required=True, metavar="ACTION")
 
     p = sub.add_parser(
@@ -92,6 +96,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object per turn")
     p.set_defaults(func=cmd_bot_chat)
 
+    register_deploy(sub, redis_url_parents())
+
     p = sub.add_parser(
         "orders", help="run the demo order service the inbound bot looks orders up in",
         description="Serve the demo orders (A1001..A1006) on GET /orders/{id} until interrupted.")
@@ -119,28 +125,10 @@ def cmd_bot_check(args: argparse.Namespace) -> int:
                         "summary": script.summary() if script else None,
                         "problems": [p.to_dict() for p in problems]})
         if not args.json:
-            _print_check(file, script, problems, bool(bad))
+            print_check(file, script, problems, bool(bad))
     if args.json:
         print(json.dumps({"ok": not failed, "files": results}, indent=2))
     return 2 if failed else 0
-
-
-def _print_check(file: str, script: Any, problems: list, bad: bool) -> None:
-    err = Console(stderr=True, highlight=False, soft_wrap=True)  # one problem per line
-    out = Console(highlight=False, soft_wrap=True)
-    for problem in problems:
-        colour = "red" if problem.severity == "error" else "yellow"
-        err.print(f"[{colour}]{escape(str(problem))}[/{colour}]")
-    if bad or script is None:
-        errors = sum(p.severity == "error" for p in problems)
-        err.print(f"[red]{escape(file)}: {errors} error(s), "
-                  f"{len(problems) - errors} warning(s)[/red]")
-        return
-    s = script.summary()
-    variants = f", variants {', '.join(s['variants'])}" if s["variants"] else ""
-    out.print(f"[green]OK[/green] {escape(file)}: bot {s['bot']} (version {s['version']}): "
-              f"{s['states']} states, {s['transitions']} transitions, {s['intents']} intents"
-              f"{variants}" + (f", {s['warnings']} warning(s)" if s["warnings"] else ""))
 
 
 # -- chat -----------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
     callfleet campaign status [ID] [--json]            state, leads, 30-day abandonment
     callfleet campaign records ID [--days N] [--format csv|json] [-o FILE]
     callfleet campaign dnc add|remove|check NUMBER... [--campaign ID]
+    callfleet campaign ab-report NAME [--alpha A] [--min-calls N] [--json]
 
 The commands only change Redis; the dialer actor picks changes up on its next tick. The
 Redis is the running cluster's (``<state_dir>/run/cluster.json``, written by `callfleet
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import csv
+import getpass
 import io
 import json
 import sys
@@ -50,8 +52,10 @@ from cluster.dialer import (
     LeadFileError,
     parse_leads_csv,
 )
+from cluster.dialer.campaign import ABTestConfig
 from cluster.dialer.phone import PhoneNumberError, normalise_e164
 from cluster.dialer.scoring import registered_scorer
+from cluster.records.conversations import RedisConversionCounter
 from configs.settings import load_settings
 
 __all__ = ["register"]
@@ -101,6 +105,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_status)
 
+    p = sub.add_parser("ab-report", parents=[common], help="which script variant converts best",
+                       description="Conversion per script variant with Wilson confidence "
+                       "intervals, a chi-square (or Fisher) test over all variants, the best "
+                       "variant against each other one (Fisher, Holm-corrected) and the verdict. "
+                       "NAME is the campaign the calls were counted under (a dialer campaign's "
+                       "id, or an inbound call's campaign). Exit 0 with or without a winner.")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--alpha", type=float, help="significance level (default: the campaign's "
+                   "ab_test.alpha, else 0.05)")
+    p.add_argument("--min-calls", type=int, help="calls each variant needs before a verdict "
+                   "(default: the campaign's ab_test.min_calls_per_variant, else 200)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_ab_report)
+
     p = sub.add_parser("records", parents=[common], help="export compliance records of a period",
                        description="Every dial attempt of a campaign in a period: time, lead id, "
                        "result, hangup cause, abandoned flag, ring and call length.")
@@ -119,6 +137,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("numbers", nargs="+", metavar="NUMBER")
     p.add_argument("--campaign", metavar="ID", help="the campaign's list instead of the global one")
     p.add_argument("--country", default="US", help="country of numbers without +code (default US)")
+    p.add_argument("--reason", default="", help="why (kept with who and when in the compliance "
+                   "ledger)")
     p.set_defaults(func=cmd_dnc)
 
 
@@ -259,6 +279,53 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+@reports_errors(_campaign_errors)
+def cmd_ab_report(args: argparse.Namespace) -> int:
+    from cluster.dialer.ab import ab_report  # heavy: scipy
+
+    async def work(store):
+        counter = RedisConversionCounter(store.redis)
+        try:
+            config, _ = await store.get_campaign(args.name)
+            rule = config.ab_test
+        except CampaignNotFound:  # counted under a name the dialer does not know (inbound)
+            rule = ABTestConfig()
+        return await counter.report(args.name), await counter.winner(args.name), rule
+
+    counts, pinned, rule = _with_store(args, work)
+    if not counts:
+        raise CliError(f"no A/B counts for {args.name!r}: its calls had no script variant, "
+                       "or none was counted yet")
+    alpha = args.alpha if args.alpha is not None else rule.alpha
+    if not 0 < alpha < 0.5:
+        raise CliError(f"--alpha must be between 0 and 0.5, got {alpha}")
+    report = ab_report(args.name, counts, alpha,
+                       args.min_calls if args.min_calls is not None else rule.min_calls_per_variant)
+    doc = {**report.to_dict(), "pinned": pinned, "auto_stop": rule.auto_stop}
+    if args.json:
+        print(json.dumps(doc, indent=2, default=str))
+        return 0
+    table = Table(title=f"A/B report: {args.name} ({int(report.confidence * 100)} % intervals)",
+                  title_justify="left")
+    for column in ("variant", "calls", "conversions", "rate", "interval", "p vs best"):
+        table.add_column(column)
+    for v in report.variants:
+        table.add_row(v.variant, str(v.calls), str(v.conversions), f"{v.rate:.2%}",
+                      f"{v.ci_low:.2%} - {v.ci_high:.2%}",
+                      "best" if v.p_vs_best is None else f"{v.p_vs_best:.4g}")
+    out.print(table)
+    overall = "no test" if report.p_value is None else f"p = {report.p_value:.4g}"
+    out.print(f"all variants ({report.test}): {overall}")
+    out.print(f"verdict: {'winner ' + report.winner if report.winner else 'none'} - "
+              f"{report.reason}")
+    if pinned:
+        out.print(f"pinned: every further dialer call goes to variant {pinned['variant']} "
+                  "(auto_stop)")
+    elif rule.auto_stop:
+        out.print("auto_stop is on: the dialer pins the winner once there is one")
+    return 0
+
+
 def _parse_time(text: str) -> float:
     try:
         moment = datetime.fromisoformat(text)
@@ -315,10 +382,11 @@ def cmd_dnc(args: argparse.Namespace) -> int:
     async def work(store):
         if args.campaign:
             await store.get_campaign(args.campaign)
+        who = {"actor": f"cli:{_operator()}", "reason": args.reason, "source": "cli"}
         if args.dnc_action == "add":
-            return await store.add_dnc(numbers, args.campaign)
+            return await store.add_dnc(numbers, args.campaign, **who)
         if args.dnc_action == "remove":
-            return await store.remove_dnc(numbers, args.campaign)
+            return await store.remove_dnc(numbers, args.campaign, **who)
         return [await store.is_dnc(n, args.campaign) for n in numbers]
 
     result = _with_store(args, work)
@@ -330,6 +398,14 @@ def cmd_dnc(args: argparse.Namespace) -> int:
     verb = "added to" if args.dnc_action == "add" else "removed from"
     console.print(f"{result} number(s) {verb} the {scope} do-not-call list")
     return 0
+
+
+def _operator() -> str:
+    """Who runs the command, for the do-not-call ledger."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
 
 
 def _scorer(args):

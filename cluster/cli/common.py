@@ -151,4 +151,5 @@ def model_registry(args: argparse.Namespace, folder_option: str = "registry") ->
     folder = getattr(args, folder_option, None)
     if folder:
         return ModelRegistry(folder)
-    return ModelRegistry(load_settings(getattr(args, "config", None)).registry_path)
+    settings = load_settings(getattr(args, "config", None))
+    return ModelRegistry(settings.registry_path, settings.registry_url)

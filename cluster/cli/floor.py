@@ -12,7 +12,7 @@ import argparse
 import json
 
 from cluster.actors.esl import actor_name
-from cluster.actors.names import ROUTER_NAME
+from cluster.actors.names import RECORD_WRITER_NAME, ROUTER_NAME
 from cluster.actors.switch import SIM_NAME
 from cluster.cli.common import console
 from cluster.runtime.lifecycle import (
@@ -61,7 +61,8 @@ def cmd_status(args) -> int:
 
     settings = _connect(args)
     names = {"controller": actor_name(settings.freeswitch), "router": ROUTER_NAME,
-             "dialer": settings.dialer.actor_name, "simulator": SIM_NAME}
+             "dialer": settings.dialer.actor_name, "simulator": SIM_NAME,
+             "records": RECORD_WRITER_NAME}
     report = {}
     for role, name in names.items():
         try:

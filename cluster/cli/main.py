@@ -3,6 +3,8 @@
     callfleet up        start local Ray + embedded Redis + the Serve app, return when healthy
     callfleet status    what is running and whether it answers
     callfleet down      stop everything `up` started
+    callfleet deploy    start or update everything on an existing Ray cluster (a Ray job)
+    callfleet serve-config  the portable Serve config (configs/serve.yaml)
     callfleet demo      up, place a few simulated calls, print them, then stop what it started
     callfleet simulate  N concurrent simulated calls against a running cluster
     callfleet models    list, show, promote or roll back model versions in the registry
@@ -19,8 +21,10 @@ import os
 import sys
 
 from cluster.cli.common import console, reports_errors
+from cluster.runtime.deploy import deploy
 from cluster.runtime.lifecycle import ClusterError, cluster_status, down, up
 from cluster.runtime.progress import progress_display
+from cluster.runtime.serve_deploy import render_portable_config
 from configs.settings import ConfigError, Settings, load_settings
 
 # Each module here exposes `register(subparsers)` and keeps its heavy imports inside its
@@ -33,6 +37,9 @@ COMMAND_MODULES = (
     "cluster.cli.campaigns",
     "cluster.cli.agents",
     "cluster.cli.floor",
+    "cluster.cli.records",
+    "cluster.cli.tickets",
+    "cluster.cli.customers",
 )
 
 
@@ -46,7 +53,32 @@ def cmd_up(args) -> int:
     with progress_display(console) as (status, task):
         info = up(settings, status=status, progress=task)
     console.print(f"[green]CallFleet is up[/green]: media forks to {info.media_url}/<call-uuid>")
+    if info.job_url:
+        console.print(f"  redeploy onto it: RAY_AUTH_MODE=token ray job submit --address "
+                      f"{info.job_url} --working-dir . -- callfleet deploy")
     console.print("  stop it with: callfleet down")
+    return 0
+
+
+def cmd_deploy(args) -> int:
+    settings = _settings(args)
+    with progress_display(console) as (status, task):
+        report = deploy(settings, status=status, progress=task)
+    console.print(f"[green]CallFleet deployed[/green] on {report.ray_address}: "
+                  f"API {report.http_url}/api, media forks to {report.media_url}/<call-uuid>")
+    if report.models_built:
+        console.print(f"  built default models: {', '.join(report.models_built)}")
+    return 0
+
+
+def cmd_serve_config(args) -> int:
+    text = render_portable_config(_settings(args))
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as out:
+            out.write(text)
+        console.print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
     return 0
 
 
@@ -68,6 +100,8 @@ def cmd_status(args) -> int:
         return 1
     ok = "[green]running[/green]" if report["running"] else "[red]degraded[/red]"
     console.print(f"CallFleet {ok}  ray={report['ray_address']}  redis={report['redis']}")
+    if report.get("job_url"):
+        console.print(f"  job server {report['job_url']} (ray job submit --address)")
     gateway = report.get("gateway", {})
     console.print(f"  gateway {report['http_url']}: {gateway.get('status')} "
                   f"(active calls: {gateway.get('active_calls', '-')}, "
@@ -110,6 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("up", help="start local Ray, embedded Redis and the Serve app; return when healthy")
     p.set_defaults(func=cmd_up)
+    p = sub.add_parser(
+        "deploy", help="start or update everything on the Ray cluster this runs in (a job)",
+        description="Start or update CallFleet on an existing Ray cluster: Redis (configured, "
+        "or embedded on this node), the default models when none are registered, both Serve "
+        "apps, and the floor actors (ESL controller, skill router, dialer). Returns when the "
+        "gateway answers; running it again updates in place without dropping calls. Exit 0 "
+        "when deployed, 1 with one line saying why not.",
+        epilog="run it as a Ray job: RAY_AUTH_MODE=token ray job submit --address "
+        "http://127.0.0.1:8265 --working-dir . -- callfleet deploy   (see docs/deploy.md)")
+    p.set_defaults(func=cmd_deploy)
+    p = sub.add_parser(
+        "serve-config", help="print the Serve config `serve deploy` and KubeRay take",
+        description="Print (or write) the declarative Serve config of both apps with nothing "
+        "machine-specific in it, as `serve build` would: settings come from the cluster's "
+        "CALLFLEET_* environment. configs/serve.yaml is this output.")
+    p.add_argument("-o", "--output", metavar="FILE", help="write it here instead of stdout")
+    p.set_defaults(func=cmd_serve_config)
     p = sub.add_parser("down", help="stop everything `up` started")
     p.set_defaults(func=cmd_down)
     p = sub.add_parser("status", help="show what is running and whether it answers")

@@ -34,6 +34,7 @@ from cluster.runtime.model_swap import SwapFailed, apply_to_cluster
 from cluster.runtime.serve_deploy import SERVED_MODEL_DEPLOYMENTS, ServeDeployError
 from configs.settings import load_settings
 from training.models.registry import BUILD_COMMANDS, ModelNotFoundError, ModelRegistry, VersionInfo
+from training.models.remote import RemoteRegistryError, push_registry
 from training.onnx_export import OnnxMismatchError, export_intent_onnx
 
 __all__ = ["HISTORY_FILE", "register"]
@@ -136,6 +137,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("kind", metavar="KIND", help="model kind (e.g. intent, emotion)")
     p.add_argument("--no-apply", action="store_true", help="only change the registry")
     p.set_defaults(func=cmd_models_rollback)
+
+    _register_push(sub, common)
+
+
+def _register_push(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser(
+        "push", parents=[common], help="copy the registry to object storage (multi-node)",
+        description="Copy every committed version the store lacks, then each kind's current "
+        "pointer, from the local registry to object storage (an fsspec URL such as "
+        "s3://bucket/callfleet/registry). Nodes with registry_url set to it then download "
+        "versions as they need them. S3 credentials and endpoint come from the AWS_* "
+        "environment (AWS_ENDPOINT_URL for an S3-compatible server).")
+    p.add_argument("--to", required=True, metavar="URL", help="registry URL on object storage")
+    p.add_argument("kinds", nargs="*", metavar="KIND", help="only these kinds (default: all)")
+    p.set_defaults(func=cmd_models_push)
+
+
+@reports_errors(lambda: (RemoteRegistryError,))
+def cmd_models_push(args: argparse.Namespace) -> int:
+    registry = model_registry(args)
+    copied = push_registry(registry.root, args.to, args.kinds or None,
+                           progress=lambda what: console.print(f"[dim]·[/dim] uploading {what}"))
+    console.print(f"pushed {len(copied)} version(s) to {args.to}; current pointers updated")
+    return 0
 
 
 def _registry_errors() -> tuple[type[Exception], ...]:

@@ -24,6 +24,7 @@ from telephony.esl_commands import check_variable, sound_file_name, token
 
 __all__ = [
     "DAYS",
+    "ABTestConfig",
     "CampaignConfig",
     "CampaignState",
     "ComplianceConfig",
@@ -192,6 +193,17 @@ class RetryPolicy(_Model):
         "(None: never redial it, as it may have been answered)")
 
 
+class ABTestConfig(_Model):
+    """When the campaign's A/B report (`cluster.dialer.ab`) names a winning script
+    variant, and whether the dialer then stops the test."""
+
+    alpha: float = Field(0.05, gt=0, lt=0.5, description="significance level (Holm-corrected)")
+    min_calls_per_variant: int = Field(200, ge=10, description="no verdict before every "
+                                       "variant has this many calls")
+    auto_stop: bool = Field(False, description="once a variant wins, send every further call "
+                            "of this campaign to it (the losing variants stop)")
+
+
 class CampaignConfig(_Model):
     """One outbound campaign as created through the CLI, the REST API or a YAML file."""
 
@@ -211,6 +223,8 @@ class CampaignConfig(_Model):
     pacing: PacingConfig = Field(default_factory=PacingConfig)
     compliance: ComplianceConfig = Field(default_factory=ComplianceConfig)
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    ab_test: ABTestConfig = Field(default_factory=ABTestConfig,
+                                  description="A/B report and the automatic stop rule")
     variables: dict[str, str] = Field(default_factory=dict,
                                       description="channel variables set on every call")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
@@ -27,6 +27,7 @@ __all__ = [
     "classify",
     "next_window_open",
     "retry_after",
+    "window_facts",
 ]
 
 # Hangup causes that say the number itself is wrong: never retried.
@@ -95,6 +96,16 @@ def next_window_open(now: datetime, timezone: str, compliance: ComplianceConfig)
     return opens
 
 
+def window_facts(now: datetime, timezone: str, compliance: ComplianceConfig) -> dict[str, Any]:
+    """What a calling-window decision rests on, for the compliance ledger: the lead's
+    zone, its local time at aware `now`, the window, and whether `now` is inside it."""
+    local = now.astimezone(ZoneInfo(timezone))
+    return {"timezone": timezone, "local_time": local.isoformat(timespec="seconds"),
+            "window_start": compliance.calling_window_start.strftime("%H:%M"),
+            "window_end": compliance.calling_window_end.strftime("%H:%M"),
+            "inside": compliance.in_calling_window(now, timezone)}
+
+
 class AnswerAction(BaseModel):
     """What to do with a live-answered call: hand it to the campaign's bot, or play the
     recorded information message (and count the call abandoned)."""
@@ -130,3 +141,4 @@ class AttemptRecord(BaseModel):
     handle_s: float | None = Field(None, description="call length, once the call has ended")
     hangup_cause: str | None = Field(None, description="final hangup cause of a connected call")
     escalated: bool | None = None
+    timezone: str | None = Field(None, description="the lead's time zone (its calling window)")

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
+from cluster.dialer.ab import settle_ab_test
 from cluster.dialer.campaign import CampaignConfig, CampaignState
 from cluster.dialer.compliance import (
     INTERRUPTED_CAUSE,
@@ -33,17 +34,22 @@ from cluster.dialer.compliance import (
     classify,
     next_window_open,
     retry_after,
+    window_facts,
 )
 from cluster.dialer.leads import Lead
+from cluster.dialer.metrics import CampaignMeter
 from cluster.dialer.pacing import CallStatistics, PacingDecision, PacingSnapshot, plan_dials
 from cluster.dialer.store import CampaignNotFound, DialerStore
+from cluster.records.conversations import RedisConversionCounter
 from configs.dialer import DialerSettings
 from telephony.call_control import CallControl, CallControlError, OriginateRequest
+from telephony.metrics import ERRORS, NO_METRICS, Metrics
 
 __all__ = ["AnswerHandler", "CapacityProbe", "Dialer"]
 
 log = logging.getLogger("callfleet.dialer")
 
+AB_CHECK_S = 30.0  # how often a running campaign's A/B test is looked at
 _MEASURED = {Outcome.CONNECTED, Outcome.ABANDONED, Outcome.BUSY, Outcome.NO_ANSWER}
 
 
@@ -78,23 +84,29 @@ class _Live:
     ringing: dict[str, float] = field(default_factory=dict)  # uuid -> monotonic dial time
     connected: dict[str, tuple[str, float]] = field(default_factory=dict)  # uuid -> (attempt, at)
     decision: PacingDecision | None = None
+    ab_variant: str | None = None  # the A/B test's winner further calls go to (cluster.dialer.ab)
+    ab_checked_at: float = 0.0
 
 
 class Dialer:
-    """Runs every running campaign in the store against one switch."""
+    """Runs every running campaign in the store against one switch. `metrics` gets each
+    campaign's pacing ratio and abandonment (`CampaignMeter`) and the dialer's errors."""
 
     def __init__(self, store: DialerStore, call_control: CallControl, capacity: CapacityProbe,
                  answers: AnswerHandler, settings: DialerSettings | None = None,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, metrics: Metrics = NO_METRICS):
         self.store = store
         self.call_control = call_control
         self.capacity = capacity
         self.answers = answers
         self.settings = settings or DialerSettings()
         self.clock = clock
+        self.metrics = metrics
+        self.meter = CampaignMeter(store, metrics)
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task] = set()
         self._slot_lock = asyncio.Lock()
+        self._ab_counter: RedisConversionCounter | None = None
 
     # -- the loop --------------------------------------------------------------------
     async def run(self, stop: asyncio.Event) -> None:
@@ -104,6 +116,7 @@ class Dialer:
             try:
                 await self.tick()
             except Exception:
+                self.metrics.inc(ERRORS, kind="dialer_tick")
                 log.exception("dialer tick failed; retrying next tick")
             wait = max(0.0, self.settings.tick_s - (time.monotonic() - started))
             try:
@@ -184,9 +197,11 @@ class Dialer:
         self._forget_stale(live, now)
         if not config.schedule.open_at(now_dt):
             decision = PacingDecision(0, config.pacing.mode, "outside the campaign schedule")
+            await self.meter.report(config, free, len(live.ringing), now)
             await self._heartbeat(live, decision, now)
             return decision
         await self.store.promote_due(config.id, now)
+        await self._settle_ab(live, now)
         budget = await self.store.abandonment(config.id, now, config.compliance.window_days)
         mono = time.monotonic()
         snapshot = PacingSnapshot(
@@ -200,6 +215,7 @@ class Dialer:
             await self.store.transition(config.id, "complete")
             log.info("campaign %s: every lead finished", config.id)
         live.decision = decision
+        await self.meter.report(config, free, len(snapshot.ringing_elapsed_s) + placed, now)
         await self._heartbeat(live, decision, now, placed)
         return decision
 
@@ -215,7 +231,8 @@ class Dialer:
                 continue
             if not config.compliance.in_calling_window(now_dt, lead.timezone):
                 opens = next_window_open(now_dt, lead.timezone, config.compliance)
-                await self.store.defer(config.id, lead_id, opens.timestamp())
+                await self.store.defer(config.id, lead_id, opens.timestamp(),
+                                       window_facts(now_dt, lead.timezone, config.compliance))
                 continue
             call_uuid = str(uuid.uuid4())
             verdict, attempt = await self.store.claim(config, lead_id, call_uuid, now)
@@ -237,16 +254,19 @@ class Dialer:
             caller_id_number=config.caller_id_number, caller_id_name=config.caller_id_name,
             ring_timeout_s=config.compliance.ring_timeout_s,
             variables={**config.variables, "callfleet_campaign": config.id,
-                       "callfleet_lead": lead.id, "callfleet_bot": config.bot_script})
+                       "callfleet_lead": lead.id, "callfleet_bot": config.bot_script,
+                       **({"callfleet_variant": live.ab_variant} if live.ab_variant else {})})
         t0 = time.monotonic()
         answered, cause, gateway = False, "ORIGINATE_ERROR", None
         try:
             result = await self.call_control.originate(request)
             answered, cause, gateway = result.answered, result.cause, result.gateway
         except CallControlError as exc:
+            self.metrics.inc(ERRORS, kind="dial")
             log.warning("campaign %s: originate of attempt %s#%s failed: %s",
                         config.id, lead.id, attempt, exc)
         except Exception:
+            self.metrics.inc(ERRORS, kind="dial")
             log.exception("campaign %s: originate of attempt %s#%s crashed",
                           config.id, lead.id, attempt)
         ring_s = time.monotonic() - t0
@@ -259,7 +279,8 @@ class Dialer:
             campaign_id=config.id, attempt_id=f"{lead.id}#{attempt}", lead_id=lead.id,
             attempt=attempt, call_uuid=call_uuid, started_at=started_at, ended_at=now,
             result=classify(answered, cause, abandoned), cause="SUCCESS" if answered else cause,
-            answered=answered, abandoned=abandoned, ring_s=round(ring_s, 3), gateway=gateway)
+            answered=answered, abandoned=abandoned, ring_s=round(ring_s, 3), gateway=gateway,
+            timezone=lead.timezone)
         if record.result in _MEASURED:
             live.stats.dial_resolved(answered, ring_s if answered else None)
         if record.result is Outcome.CONNECTED:
@@ -278,6 +299,7 @@ class Dialer:
                         await self.answers.connect(call_uuid, lead, config)
                         return True
                     except Exception:
+                        self.metrics.inc(ERRORS, kind="answer_connect")
                         log.exception("campaign %s: connecting an answered call failed; "
                                       "playing the information message", config.id)
                         break
@@ -288,6 +310,7 @@ class Dialer:
         try:
             await self.answers.play_info_message(call_uuid, config)
         except Exception:
+            self.metrics.inc(ERRORS, kind="info_message")
             log.exception("campaign %s: playing %s failed", config.id, action.message)
         return False
 
@@ -301,7 +324,26 @@ class Dialer:
             status, next_at = record.result.value, None
         else:
             status, next_at = "exhausted", None
-        await self.store.record_result(record, status, next_at, live.stats)
+        await self.store.record_result(record, status, next_at, live.stats,
+                                       live.config.compliance)
+
+    async def _settle_ab(self, live: _Live, now: float) -> None:
+        """Every `AB_CHECK_S`: whether the campaign's A/B test is settled, and on which
+        variant further calls go (`cluster.dialer.ab.settle_ab_test`)."""
+        if now - live.ab_checked_at < AB_CHECK_S:
+            return
+        live.ab_checked_at = now
+        if self._ab_counter is None:
+            self._ab_counter = RedisConversionCounter(self.store.redis)
+        try:
+            variant = await settle_ab_test(self._ab_counter, live.config.id, live.config.ab_test)
+        except Exception:
+            log.exception("campaign %s: A/B check failed; the test goes on", live.config.id)
+            return
+        if variant and variant != live.ab_variant:
+            log.info("campaign %s: A/B test settled, further calls go to variant %s",
+                     live.config.id, variant)
+        live.ab_variant = variant
 
     def _forget_stale(self, live: _Live, now: float) -> None:
         for call_uuid, (_, at) in list(live.connected.items()):

@@ -69,9 +69,10 @@ redis.call('HINCRBY', KEYS[8], 'attempts', 1)
 return {'ok', n}
 """
 
-# KEYS: results, inflight, lstate, later, records, daily, counts, stats, connected
+# KEYS: results, inflight, lstate, later, records, daily, counts, stats, connected, outbox
 # ARGV: attempt_id, call_uuid, lead_id, record_json, status, next_at ('' = none), day,
-#       answered (0/1), abandoned (0/1), stats_json ('' = keep), outcome, connected_json ('' = no)
+#       answered (0/1), abandoned (0/1), stats_json ('' = keep), outcome, connected_json ('' = no),
+#       outbox event ('' = none: the SQL records' copy, cluster/records/outbox.py)
 RECORD_RESULT = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[4]) == 0 then return 0 end
 redis.call('HDEL', KEYS[2], ARGV[2])
@@ -93,14 +94,17 @@ redis.call('HINCRBY', KEYS[7], ARGV[11], 1)
 if ARGV[5] ~= 'pending' then redis.call('HINCRBY', KEYS[7], 'finished', 1) end
 if ARGV[10] ~= '' then redis.call('SET', KEYS[8], ARGV[10]) end
 if ARGV[12] ~= '' then redis.call('HSET', KEYS[9], ARGV[2], ARGV[12]) end
+if KEYS[10] and ARGV[13] and ARGV[13] ~= '' then redis.call('XADD', KEYS[10], '*', 'e', ARGV[13]) end
 return 1
 """
 
-# KEYS: ended, connected, stats    ARGV: attempt_id, call_uuid, end_json, stats_json
+# KEYS: ended, connected, stats, outbox    ARGV: attempt_id, call_uuid, end_json, stats_json,
+#       outbox event ('' = none)
 CALL_ENDED = """
 redis.call('HDEL', KEYS[2], ARGV[2])
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[3]) == 0 then return 0 end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[3], ARGV[4]) end
+if KEYS[4] and ARGV[5] and ARGV[5] ~= '' then redis.call('XADD', KEYS[4], '*', 'e', ARGV[5]) end
 return 1
 """
 
@@ -115,10 +119,12 @@ end
 return #due
 """
 
-# KEYS: ready, later, lstate    ARGV: lead_id, until.  A lead outside its calling window waits.
+# KEYS: ready, later, lstate, outbox    ARGV: lead_id, until, outbox event ('' = none).
+# A lead outside its calling window waits (the decision goes to the SQL records).
 DEFER = """
 if redis.call('ZREM', KEYS[1], ARGV[1]) == 0 then return 0 end
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+if KEYS[4] and ARGV[3] and ARGV[3] ~= '' then redis.call('XADD', KEYS[4], '*', 'e', ARGV[3]) end
 local st = cjson.decode(redis.call('HGET', KEYS[3], ARGV[1]) or '{}')
 st['next_at'] = tonumber(ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], cjson.encode(st))
@@ -155,4 +161,38 @@ for _, item in ipairs(cjson.decode(ARGV[1])) do
   end
 end
 return changed
+"""
+
+# KEYS: leads, lstate, later, counts, outbox    ARGV: lead_id, lead_json, due_at, prio, event
+# A callback lead (cluster/dialer/callbacks.py): waits in the later set until due, then
+# goes ahead of the imported leads (its prio); once per lead id. Returns 1 when added.
+ADD_CALLBACK = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({attempts = 0, status = 'pending',
+  prio = tonumber(ARGV[4]), next_at = tonumber(ARGV[3]), callback = 1}))
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+redis.call('HINCRBY', KEYS[4], 'leads', 1)
+redis.call('HINCRBY', KEYS[4], 'callbacks', 1)
+if ARGV[5] ~= '' then redis.call('XADD', KEYS[5], '*', 'e', ARGV[5]) end
+return 1
+"""
+
+# KEYS: dnc set, outbox    ARGV: add|remove, event_json, phone...
+# Changes the set and sends the numbers it actually changed to the compliance ledger (one
+# outbox event naming them); returns how many changed.
+DNC_CHANGE = """
+local changed = {}
+for i = 3, #ARGV do
+  local n
+  if ARGV[1] == 'add' then n = redis.call('SADD', KEYS[1], ARGV[i])
+  else n = redis.call('SREM', KEYS[1], ARGV[i]) end
+  if n == 1 then table.insert(changed, ARGV[i]) end
+end
+if #changed > 0 then
+  local event = cjson.decode(ARGV[2])
+  event['phones'] = changed
+  redis.call('XADD', KEYS[2], '*', 'e', cjson.encode(event))
+end
+return #changed
 """

@@ -13,6 +13,11 @@ Keys (``<c>`` = ``cf:dialer:c:<campaign id>``): ``cf:dialer:campaigns`` set;
 ``<c>:daily`` hash of per-UTC-day answered/abandoned counts; ``<c>:counts`` hash;
 ``<c>:stats`` checkpoint; ``<c>:dnc`` and the global ``cf:dialer:dnc`` sets;
 ``<c>:heartbeat`` (the actor's last tick, expiring).
+
+The compliance ledger is mirrored to the durable SQL store: each attempt record, each
+connected call's end, each calling-window deferral and each do-not-call change also adds
+an event to the records outbox (``cf:outbox``, `cluster.records.outbox`) inside the same
+script, so the SQL copy misses nothing Redis holds.
 """
 
 from __future__ import annotations
@@ -29,10 +34,17 @@ import redis.asyncio as aioredis
 from redis.exceptions import WatchError
 
 from cluster.dialer import scripts
-from cluster.dialer.campaign import CampaignConfig, CampaignState, InvalidTransition, next_state
-from cluster.dialer.compliance import AttemptRecord
+from cluster.dialer.campaign import (
+    CampaignConfig,
+    CampaignState,
+    ComplianceConfig,
+    InvalidTransition,
+    next_state,
+)
+from cluster.dialer.compliance import AttemptRecord, window_facts
 from cluster.dialer.leads import ConversionScorer, Lead, priority_score
 from cluster.dialer.pacing import AbandonmentBudget, CallStatistics
+from cluster.records.outbox import OUTBOX, event_id, outbox_event
 
 __all__ = ["CampaignExists", "CampaignNotFound", "DialerStore", "RequestInProgress"]
 
@@ -86,6 +98,8 @@ class DialerStore:
         self._defer = self.redis.register_script(scripts.DEFER)
         self._create = self.redis.register_script(scripts.CREATE_CAMPAIGN)
         self._set_priority = self.redis.register_script(scripts.SET_PRIORITY)
+        self._dnc_change = self.redis.register_script(scripts.DNC_CHANGE)
+        self._add_callback = self.redis.register_script(scripts.ADD_CALLBACK)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -221,6 +235,15 @@ class DialerStore:
             if cursor == 0:
                 return changed
 
+    async def add_callback(self, campaign_id: str, lead: Lead, due_at: float, prio: float,
+                           event: str = "") -> bool:
+        """Add a callback lead (`cluster.dialer.callbacks`): dialled from `due_at` on,
+        ahead of leads with a higher `prio`. False when that lead id exists already."""
+        keys = _Keys(campaign_id)
+        return bool(await self._add_callback(
+            keys=[keys.leads, keys.lstate, keys.later, keys.counts, OUTBOX],
+            args=[lead.id, lead.model_dump_json(), due_at, prio, event]))
+
     async def get_lead(self, campaign_id: str, lead_id: str) -> Lead | None:
         raw = await self.redis.hget(_Keys(campaign_id).leads, lead_id)
         return Lead.model_validate_json(raw) if raw else None
@@ -237,10 +260,16 @@ class DialerStore:
         keys = _Keys(campaign_id)
         return int(await self._promote(keys=[keys.later, keys.ready, keys.lstate], args=[now, limit]))
 
-    async def defer(self, campaign_id: str, lead_id: str, until: float) -> bool:
+    async def defer(self, campaign_id: str, lead_id: str, until: float,
+                    window: dict[str, Any] | None = None) -> bool:
+        """Move a lead outside its calling window to the later set until `until`; the
+        decision (with `window`, `compliance.window_facts`) goes to the ledger."""
         keys = _Keys(campaign_id)
-        return bool(await self._defer(keys=[keys.ready, keys.later, keys.lstate],
-                                      args=[lead_id, until]))
+        event = outbox_event("window.decision", id=event_id(), campaign_id=campaign_id,
+                             lead_id=lead_id, verdict="deferred", next_open_at=until,
+                             **(window or {}))
+        return bool(await self._defer(keys=[keys.ready, keys.later, keys.lstate, OUTBOX],
+                                      args=[lead_id, until, event]))
 
     async def pending_work(self, campaign_id: str) -> int:
         """Leads waiting to be dialled plus attempts in flight (0 = campaign finished)."""
@@ -268,21 +297,31 @@ class DialerStore:
         return {uuid: json.loads(doc) for uuid, doc in raw.items()}
 
     async def record_result(self, record: AttemptRecord, status: str, next_at: float | None,
-                            stats: CallStatistics | None) -> bool:
+                            stats: CallStatistics | None,
+                            compliance: ComplianceConfig | None = None) -> bool:
         """Write an attempt's compliance record, lead state, abandonment counters and the
-        statistics checkpoint in one step. False when this attempt was already recorded."""
+        statistics checkpoint in one step. False when this attempt was already recorded.
+        With `compliance` and the record's time zone, the ledger's copy also says where
+        the dial stood in the lead's calling window."""
         keys = _Keys(record.campaign_id)
+        window = None
+        if compliance is not None and record.timezone:
+            dialled = datetime.fromtimestamp(record.started_at, timezone.utc)
+            window = window_facts(dialled, record.timezone, compliance)
+        event = outbox_event("dial.attempt", at=record.ended_at,
+                             record=record.model_dump(mode="json"), window=window)
         connected = ""
         if record.result.value == "connected":
             connected = json.dumps({"attempt_id": record.attempt_id, "lead_id": record.lead_id,
                                     "connected_at": record.ended_at})
         done = await self._record(
             keys=[keys.results, keys.inflight, keys.lstate, keys.later, keys.records, keys.daily,
-                  keys.counts, keys.stats, keys.connected],
+                  keys.counts, keys.stats, keys.connected, OUTBOX],
             args=[record.attempt_id, record.call_uuid, record.lead_id, record.model_dump_json(),
                   status, "" if next_at is None else next_at, utc_day(record.ended_at),
                   int(record.answered), int(record.abandoned),
-                  json.dumps(stats.to_dict()) if stats else "", record.result.value, connected])
+                  json.dumps(stats.to_dict()) if stats else "", record.result.value, connected,
+                  event])
         return bool(done)
 
     async def connected_calls(self, campaign_id: str) -> dict[str, dict[str, Any]]:
@@ -292,10 +331,12 @@ class DialerStore:
     async def record_call_end(self, campaign_id: str, call_uuid: str, attempt_id: str,
                               end: dict[str, Any], stats: CallStatistics | None) -> bool:
         keys = _Keys(campaign_id)
+        event = outbox_event("dial.call_end", at=end.get("ended_at"), campaign_id=campaign_id,
+                             call_uuid=call_uuid, attempt_id=attempt_id, end=end)
         return bool(await self._ended(
-            keys=[keys.ended, keys.connected, keys.stats],
+            keys=[keys.ended, keys.connected, keys.stats, OUTBOX],
             args=[attempt_id, call_uuid, json.dumps(end),
-                  json.dumps(stats.to_dict()) if stats else ""]))
+                  json.dumps(stats.to_dict()) if stats else "", event]))
 
     async def load_stats(self, campaign_id: str) -> CallStatistics:
         raw = await self.redis.get(_Keys(campaign_id).stats)
@@ -334,15 +375,30 @@ class DialerStore:
         return records
 
     # -- do-not-call -----------------------------------------------------------------
-    async def add_dnc(self, phones: list[str], campaign_id: str | None = None) -> int:
+    async def add_dnc(self, phones: list[str], campaign_id: str | None = None, *,
+                      actor: str = "unknown", reason: str = "", source: str = "",
+                      call_uuid: str | None = None) -> int:
         """Add E.164 numbers to a campaign's (or the global) do-not-call set; effective
-        from the next claim, i.e. before the next dial."""
-        key = _Keys(campaign_id).dnc if campaign_id else f"{PREFIX}:dnc"
-        return int(await self.redis.sadd(key, *phones)) if phones else 0
+        from the next claim, i.e. before the next dial. Each number newly listed goes to
+        the ledger with who (`actor`), when, why (`reason`) and through what (`source`:
+        api, cli, bot)."""
+        return await self._change_dnc("add", phones, campaign_id, actor, reason, source,
+                                      call_uuid)
 
-    async def remove_dnc(self, phones: list[str], campaign_id: str | None = None) -> int:
+    async def remove_dnc(self, phones: list[str], campaign_id: str | None = None, *,
+                         actor: str = "unknown", reason: str = "", source: str = "") -> int:
+        return await self._change_dnc("remove", phones, campaign_id, actor, reason, source, None)
+
+    async def _change_dnc(self, op: str, phones: list[str], campaign_id: str | None,
+                          actor: str, reason: str, source: str, call_uuid: str | None) -> int:
+        if not phones:
+            return 0
         key = _Keys(campaign_id).dnc if campaign_id else f"{PREFIX}:dnc"
-        return int(await self.redis.srem(key, *phones)) if phones else 0
+        # the script fills in the numbers it actually changed (`phones`)
+        event = outbox_event("dnc.change", id=event_id(), op=op,
+                             scope=campaign_id or "global", actor=actor, reason=reason,
+                             source=source, call_uuid=call_uuid)
+        return int(await self._dnc_change(keys=[key, OUTBOX], args=[op, event, *phones]))
 
     async def is_dnc(self, phone: str, campaign_id: str | None = None) -> bool:
         if await self.redis.sismember(f"{PREFIX}:dnc", phone):

@@ -11,7 +11,11 @@ Keys (all expire `ttl_s` after the last write):
   replica still finishing an old turn cannot overwrite the state a newer one wrote
 * ``cf:calls:active`` set — calls in progress; ``cf:calls:recent`` list — last 1000 ended
 * ``cf:fork:<uuid>`` string — the lease of the gateway connection serving the call's
-  media fork (`RedisCallDirectory.attach`): a second fork of a live call is refused
+  media fork (`RedisCallDirectory.attach`), ``<fork generation>.<owner>``: a second fork
+  of a live call is refused, but a fork the controller started after the leaseholder's
+  dropped (a higher generation, ``CallRecord.forks``) takes the lease over
+* ``cf:outbox`` stream — each start, turn and end also becomes an outbox event in the
+  same transaction (`cluster.records.outbox`), for the durable SQL records
 
 It also reads what the ESL controller records of each channel, ``cf:esl:<uuid>`` (the
 `telephony.call_fsm.CallRecord` JSON, written by `cluster.actors.esl.RedisCallRecordSink`):
@@ -44,6 +48,7 @@ from redis.exceptions import RedisError
 from bots.script.state import DialogState
 from bots.script.turns import action_from_dict, action_to_dict
 from cluster.records.conversations import RedisConversationStore
+from cluster.records.outbox import add_to, outbox_event
 from telephony.call_data import (
     STAGES,
     CallOutcome,
@@ -109,16 +114,28 @@ class RedisCallRecorder:
         }
         if not known:
             doc["started_at"] = time.time()
-        await self._write("start", meta.call_uuid, doc)
+        extra = meta.extra or {}
+        event = outbox_event(
+            "call.start", call_uuid=meta.call_uuid, direction=meta.direction,
+            campaign=meta.campaign, caller=meta.caller, callee=meta.callee,
+            lead=extra.get("lead"), bot=extra.get("bot"), variant=extra.get("variant"),
+            started_at=doc.get("started_at"))
+        await self._write("start", meta.call_uuid, doc, event)
         return resumed
 
     async def turn(self, call_uuid: str, turn: TurnRecord, state: DialogState) -> None:
         # serialized now: a write kept in the backlog must not see later changes to state
-        await self._write("turn", call_uuid, json.dumps(turn_to_json(turn)),
-                          DialogState.from_json(state.to_json()))
+        doc = turn_to_json(turn)
+        event = outbox_event("call.turn", call_uuid=call_uuid, turn=doc, bot=state.script,
+                             variant=state.variant, disposition=state.outcome)
+        await self._write("turn", call_uuid, json.dumps(doc),
+                          DialogState.from_json(state.to_json()), event)
 
     async def call_ended(self, call_uuid: str, outcome: CallOutcome) -> None:
-        await self._write("end", call_uuid, outcome_to_json(outcome))
+        doc = outcome_to_json(outcome)
+        rule = outcome.handover.rule if outcome.handover else None
+        event = outbox_event("call.end", call_uuid=call_uuid, outcome=doc, escalation_rule=rule)
+        await self._write("end", call_uuid, doc, event)
 
     async def get_call(self, call_uuid: str) -> dict[str, Any] | None:
         """The call's stored JSON document, for people and tools: the hash's fields, its
@@ -214,6 +231,9 @@ class RedisCallRecorder:
             pipe.srem(f"{PREFIX}:calls:active", args[0])
             pipe.lpush(f"{PREFIX}:calls:recent", args[0])
             pipe.ltrim(f"{PREFIX}:calls:recent", 0, 999)
+        event = args[-1]
+        if isinstance(event, str) and event.startswith("{"):  # the outbox copy (SQL records)
+            add_to(pipe, event)
         pipe.expire(key, self.ttl_s)
         pipe.expire(key + ":turns", self.ttl_s)
         results = await pipe.execute()
@@ -228,6 +248,20 @@ class RedisCallRecorder:
 # for a person (an escalation nobody takes goes back to the bot)
 FORK_PHASES = frozenset({CallPhase.ANSWERED.value, CallPhase.BOT.value, CallPhase.ESCALATED.value})
 
+# KEYS[1] = lease; ARGV = owner ("<generation>.<token>"), ttl, generation. Taken when
+# free, or when held by an older fork generation (the controller started this fork after
+# FreeSWITCH reported the older one's websocket gone: its replica may have died holding it)
+_LEASE_ATTACH = """
+local held = redis.call('get', KEYS[1])
+if held then
+  local generation = tonumber(string.match(held, '^(%d+)%.')) or 0
+  if generation >= tonumber(ARGV[3]) then
+    return 0
+  end
+end
+redis.call('set', KEYS[1], ARGV[1], 'EX', tonumber(ARGV[2]))
+return 1
+"""
 _LEASE_REFRESH = """
 if redis.call('get', KEYS[1]) == ARGV[1] then
   return redis.call('expire', KEYS[1], ARGV[2])
@@ -259,6 +293,7 @@ class LiveCall:
     callee: str = ""
     variables: Mapping[str, str] = field(default_factory=dict)
     answered_at: float | None = None
+    forks: int = 0  # media forks the controller has started for the call (the newest's number)
 
     @property
     def ended(self) -> bool:
@@ -277,7 +312,8 @@ class LiveCall:
     @classmethod
     def from_record(cls, record: CallRecord) -> LiveCall:
         return cls(record.call_uuid, record.phase.value, record.direction, record.caller_id,
-                   record.destination, dict(record.variables), record.answered_at)
+                   record.destination, dict(record.variables), record.answered_at,
+                   record.forks)
 
 
 class RedisCallDirectory:
@@ -288,6 +324,7 @@ class RedisCallDirectory:
 
     def __init__(self, redis: aioredis.Redis):
         self.redis = redis
+        self._attach = redis.register_script(_LEASE_ATTACH)
         self._refresh = redis.register_script(_LEASE_REFRESH)
         self._release = redis.register_script(_LEASE_RELEASE)
 
@@ -307,10 +344,12 @@ class RedisCallDirectory:
         """Whether a gateway has served this call id before (its context is stored)."""
         return bool(await self._call(self.redis.exists(call_key(call_uuid))))
 
-    async def attach(self, call_uuid: str, owner: str, ttl_s: int) -> bool:
-        """Take the call's fork lease for `owner`; False when another fork holds it."""
-        return bool(await self._call(
-            self.redis.set(fork_lease_key(call_uuid), owner, nx=True, ex=ttl_s)))
+    async def attach(self, call_uuid: str, owner: str, ttl_s: int, generation: int = 0) -> bool:
+        """Take the call's fork lease for `owner` (``<generation>.<token>``), the fork the
+        controller numbered `generation`; False when a fork of the same or a newer
+        generation holds it."""
+        return bool(await self._call(self._attach(keys=[fork_lease_key(call_uuid)],
+                                                  args=[owner, ttl_s, generation])))
 
     async def refresh(self, call_uuid: str, owner: str, ttl_s: int) -> bool:
         """Renew the lease; False when it is no longer `owner`'s."""
@@ -399,3 +438,20 @@ def outcome_to_json(outcome: CallOutcome) -> dict[str, Any]:
     if outcome.dropped:  # caller input over a bound (gateway.limits), by kind
         doc["dropped"] = dict(outcome.dropped)
     return doc
+
+
+def call_record_event(record: CallRecord) -> str:
+    """The outbox event (``call.telephony``) of a channel the ESL controller saw end:
+    when it was dialled or arrived, answered and hung up, why, and where it went."""
+    variables = record.variables or {}
+    phases = [phase for phase, _ in record.history]
+    return outbox_event(
+        "call.telephony", at=record.ended_at, call_uuid=record.call_uuid,
+        direction=record.direction, caller=record.caller_id, callee=record.destination,
+        campaign=variables.get("callfleet_campaign"), lead=variables.get("callfleet_lead"),
+        bot=variables.get("callfleet_bot"), created_at=record.created_at,
+        answered_at=record.answered_at, ended_at=record.ended_at,
+        hangup_cause=record.hangup_cause, gateway=record.gateway,
+        escalation=record.escalation.reason if record.escalation else None,
+        escalation_rule=record.escalation.rule if record.escalation else None,
+        reached_agent="agent" in phases, phases=phases)

@@ -18,7 +18,10 @@ nothing from it is logged.
 
 from __future__ import annotations
 
+import json
 import logging
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -152,6 +155,22 @@ class RedisConversionCounter:
             counts.setdefault(variant, {})[kind] = int(value)
         return {v: VariantStats(c.get("calls", 0), c.get("conversions", 0))
                 for v, c in sorted(counts.items())}
+
+    async def pin_winner(self, campaign: str, variant: str, report: Mapping[str, Any]) -> bool:
+        """Record the variant an A/B test settled on (``cf:ab:<campaign>:winner``), once:
+        False when one was already pinned (the first decision stands)."""
+        self._check(campaign, variant)
+        doc = json.dumps({"variant": variant, "at": time.time(), "report": report}, default=str)
+        return bool(await self.redis.set(f"{PREFIX}:ab:{campaign}:winner", doc, nx=True))
+
+    async def winner(self, campaign: str) -> dict[str, Any] | None:
+        """The pinned winner (``variant``, ``at``, the ``report`` it rested on), or None."""
+        raw = await self.redis.get(f"{PREFIX}:ab:{campaign}:winner")
+        return json.loads(raw) if raw else None
+
+    async def unpin(self, campaign: str) -> bool:
+        """Forget the winner (the test runs again, e.g. with a new variant)."""
+        return bool(await self.redis.delete(f"{PREFIX}:ab:{campaign}:winner"))
 
     async def close(self) -> None:
         await self.redis.aclose()

@@ -11,6 +11,7 @@ Nothing here imports Ray.
 
 from cluster.routing.choice import Choice, agent_weight, choose_agent, ineligibility, queue_order
 from cluster.routing.errors import (
+    CallerGoneError,
     ConnectFailedError,
     EscalationNotFoundError,
     InvalidStateChangeError,
@@ -33,16 +34,20 @@ from cluster.routing.models import (
     OfferState,
     QueueItem,
     RouteResult,
+    WrapUp,
+    mask_number,
 )
-from cluster.routing.router import OverflowDecision, SkillRouter, SweepReport
+from cluster.routing.router import CALLER_HUNG_UP, OverflowDecision, SkillRouter, SweepReport
 from cluster.routing.store import AgentExistsError, RoutingStore
 from configs.routing import RoutingSettings
 
 __all__ = [
+    "CALLER_HUNG_UP",
     "AgentExistsError",
     "AgentProfile",
     "AgentSnapshot",
     "AgentState",
+    "CallerGoneError",
     "Choice",
     "ConnectFailedError",
     "EscalationNotFoundError",
@@ -69,8 +74,10 @@ __all__ = [
     "SweepReport",
     "UnknownAgentError",
     "WebhookNotifier",
+    "WrapUp",
     "agent_weight",
     "choose_agent",
     "ineligibility",
+    "mask_number",
     "queue_order",
 ]

@@ -184,7 +184,8 @@ class AgentDesk:
     async def _dispatch(self, now: float) -> list[Any]:
         raise NotImplementedError
 
-    async def _withdraw(self, offer_id: str, now: float, requeue: bool) -> None:
+    async def _withdraw(self, offer_id: str, now: float, requeue: bool,
+                        reason: str | None = None) -> None:
         raise NotImplementedError
 
     async def _flush_overflows(self) -> None:

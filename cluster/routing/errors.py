@@ -6,6 +6,7 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 
 __all__ = [
+    "CallerGoneError",
     "ConnectFailedError",
     "EscalationNotFoundError",
     "InvalidStateChangeError",
@@ -61,6 +62,17 @@ class OfferClosedError(RoutingError):
         super().__init__(f"offer {offer_id!r} is {value}, no longer pending")
         self.offer_id = offer_id
         self.state = value
+
+
+class CallerGoneError(OfferClosedError):
+    """Accept of an offer whose caller has hung up (on hold, or while it was offered)."""
+
+    reason = "caller_hung_up"
+
+    def __init__(self, offer_id: str):
+        RoutingError.__init__(self, f"offer {offer_id!r} is withdrawn: the caller hung up")
+        self.offer_id = offer_id
+        self.state = "withdrawn"
 
 
 class InvalidStateChangeError(RoutingError, ValueError):

@@ -30,6 +30,8 @@ __all__ = [
     "QueueItem",
     "RouteResult",
     "Skills",
+    "WrapUp",
+    "mask_number",
 ]
 
 #: agent ids appear in Redis keys, URLs and tokens (``<agent_id>:<secret>``)
@@ -38,6 +40,22 @@ _RESERVED_IDS = frozenset({"queue", "offers", "feed", "calls"})
 _SKILL_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,63}\Z")  # \Z: "$" allows a trailing newline
 
 OverflowAction = Literal["callback", "voicemail"]
+
+
+def mask_number(number: str | None) -> str:
+    """A phone number as an agent may see it: every digit but the last four masked
+    (``+15550100999`` → ``+•••••••0999``). Idempotent, so a masked number stays as it is."""
+    text = "".join(ch for ch in str(number or "") if ch.isdigit() or ch in "+•")[:32]
+    places = sum(1 for ch in text if ch != "+")  # digits, and digits masked already
+    keep = 4 if places > 6 else min(2, places)
+    seen, out = 0, []
+    for ch in text:
+        if ch == "+":
+            out.append(ch)
+            continue
+        seen += 1
+        out.append(ch if seen > places - keep else "•")
+    return "".join(out)
 
 
 class AgentState(str, Enum):
@@ -153,6 +171,13 @@ class EscalationRequest(BaseModel):
     intents: list[dict[str, Any]] = Field(default_factory=list, description="intent trace")
     emotions: list[dict[str, Any]] = Field(default_factory=list, description="emotion trace")
     campaign_id: str | None = None
+    caller: str = Field("", max_length=32, description="the caller's number, masked: only "
+                        "its last four digits show (`mask_number`)")
+
+    @field_validator("caller")
+    @classmethod
+    def _masked(cls, value: str) -> str:
+        return mask_number(value)
 
     @field_validator("transcript", mode="before")
     @classmethod
@@ -162,8 +187,10 @@ class EscalationRequest(BaseModel):
         return value
 
     @classmethod
-    def from_handover(cls, call_uuid: str, handover: Handover) -> EscalationRequest:
-        """The request for a bot's `Handover` (the serializer of the router's wire).
+    def from_handover(cls, call_uuid: str, handover: Handover,
+                      caller_number: str | None = None) -> EscalationRequest:
+        """The request for a bot's `Handover` (the serializer of the router's wire);
+        `caller_number` (from the switch's record of the call) is kept masked only.
         Agents see the conversation as they always have: ``transcript`` one
         ``{caller, bot}`` per turn, ``intents`` and ``emotions`` one per turn (``{}``
         where a turn had none: keys or silence)."""
@@ -179,6 +206,7 @@ class EscalationRequest(BaseModel):
             emotions=[emotion_to_json(t.emotion) if t.emotion else {} for t in handover.turns],
             customer=dict(handover.customer),
             campaign_id=handover.campaign_id,
+            caller=mask_number(caller_number),
         )
 
 
@@ -231,7 +259,20 @@ class Offer(BaseModel):
             "intents": request.intents,
             "emotions": request.emotions,
             "campaign_id": request.campaign_id,
+            "caller": request.caller,
         }
+
+
+class WrapUp(BaseModel):
+    """What the agent notes after a call: a disposition code, free notes, and when to
+    call the customer back (None: no callback)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    disposition: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                             description="e.g. resolved, follow_up, sale, complaint")
+    notes: str = Field("", max_length=2000)
+    callback_at: float | None = Field(None, description="unix time of the agreed callback")
 
 
 class EscalationRecord(BaseModel):
@@ -249,6 +290,8 @@ class EscalationRecord(BaseModel):
     converted: bool | None = Field(None, description="outcome the agent reported; None = not yet")
     overflow: OverflowAction | None = None
     ended_reason: str | None = None
+    connected_at: float | None = Field(None, description="when an agent took the call")
+    wrap_up: WrapUp | None = None
 
 
 class QueueItem(BaseModel):

@@ -28,6 +28,7 @@ from cluster.routing.models import (
 )
 from cluster.routing.store import RoutingStore
 from configs.routing import RoutingSettings
+from telephony.metrics import ERRORS, NO_METRICS, QUEUE_WAIT, Metrics
 
 __all__ = ["LIVE_STATUSES", "OfferLifecycle", "OverflowDecision"]
 
@@ -56,9 +57,11 @@ class OfferLifecycle(AgentDesk):
 
     def __init__(self, store: RoutingStore, settings: RoutingSettings,
                  clock: Callable[[], float],
-                 on_overflow: Callable[[OverflowDecision], Awaitable[None]] | None):
+                 on_overflow: Callable[[OverflowDecision], Awaitable[None]] | None,
+                 metrics: Metrics = NO_METRICS):
         super().__init__(store, settings, clock)
         self.on_overflow = on_overflow
+        self.metrics = metrics
         self.dispatching = True
         self._overflow_backlog: list[OverflowDecision] = []
 
@@ -70,9 +73,10 @@ class OfferLifecycle(AgentDesk):
         if not queued:
             return []
         agents = await self.store.agents()
+        settings = await self._live_settings()
         offered = []
         for record in queued:
-            choice = choose_agent(agents, record.request, self.settings, exclude=record.tried)
+            choice = choose_agent(agents, record.request, settings, exclude=record.tried)
             if choice is None or not await self.store.claim(record.request.call_uuid):
                 continue
             await self.store.set_credits(choice.credits)
@@ -90,6 +94,8 @@ class OfferLifecycle(AgentDesk):
                       agent_id=agent_id, created_at=now,
                       expires_at=now + self.settings.offer_timeout_s,
                       attempt=record.attempts + 1)
+        if record.attempts == 0:  # the call leaves the queue for its first offer
+            self.metrics.observe(QUEUE_WAIT, max(now - record.enqueued_at, 0.0), outcome="offered")
         await self.store.put_offer(offer, self.settings.escalation_ttl_s)
         await self.store.add_agent_offer(agent_id, offer.offer_id)
         await self.store.incr_agent(agent_id, "offers")
@@ -122,15 +128,24 @@ class OfferLifecycle(AgentDesk):
             await self._requeue(record, offer.agent_id, now)
         return True
 
-    async def _withdraw(self, offer_id: str, now: float, requeue: bool) -> None:
+    async def _live_settings(self) -> RoutingSettings:
+        """The settings with the routing weights a supervisor changed live."""
+        weights = await self.store.weights()
+        return self.settings.model_copy(update=weights) if weights else self.settings
+
+    async def _withdraw(self, offer_id: str, now: float, requeue: bool,
+                        reason: str | None = None) -> None:
         """Take back a pending offer (caller gone, agent went on break or logged out)."""
         offer = await self.store.get_offer(offer_id)
         moved, _ = await self.store.transition_offer(offer_id, OfferState.WITHDRAWN)
         if offer is None or not moved:
             return
         await self.store.remove_agent_offer(offer.agent_id, offer_id)
-        await self._emit({"type": "offer_closed", "agent_id": offer.agent_id, "offer_id": offer_id,
-                          "call_uuid": offer.call_uuid, "state": OfferState.WITHDRAWN.value})
+        event = {"type": "offer_closed", "agent_id": offer.agent_id, "offer_id": offer_id,
+                 "call_uuid": offer.call_uuid, "state": OfferState.WITHDRAWN.value}
+        if reason:
+            event["reason"] = reason
+        await self._emit(event)
         record = await self.store.get_escalation(offer.call_uuid)
         if requeue and record is not None and record.offer_id == offer_id:
             record.attempts -= 1  # not the call's fault: this offer does not count
@@ -159,7 +174,9 @@ class OfferLifecycle(AgentDesk):
             call_uuid=record.request.call_uuid, action=record.overflow, reason=reason,
             vip=record.request.vip, campaign_id=record.request.campaign_id,
             waited_s=max(now - record.enqueued_at, 0.0))
+        self.metrics.observe(QUEUE_WAIT, decision.waited_s, outcome="overflow")
         log.info("escalation overflow (%s): %s", reason, decision.action)
+        await self.store.count_outcome("overflow", now)
         await self._emit({"type": "overflow", "agent_id": None, "call_uuid": decision.call_uuid,
                           "action": decision.action, "reason": reason, "vip": decision.vip,
                           "campaign_id": decision.campaign_id})
@@ -174,6 +191,7 @@ class OfferLifecycle(AgentDesk):
             try:
                 await self.on_overflow(decision)
             except Exception as exc:
+                self.metrics.inc(ERRORS, kind="overflow_action")
                 log.warning("overflow handler failed: %s", describe_error(exc))
 
     async def _set_record(self, call_uuid: str, **changes: Any) -> EscalationRecord | None:

@@ -23,6 +23,7 @@ from typing import Any
 
 from cluster.routing.choice import queue_order
 from cluster.routing.errors import (
+    CallerGoneError,
     ConnectFailedError,
     EscalationNotFoundError,
     NotYourCallError,
@@ -43,15 +44,24 @@ from cluster.routing.models import (
     OfferState,
     QueueItem,
     RouteResult,
+    WrapUp,
 )
 from cluster.routing.offers import LIVE_STATUSES, OfferLifecycle, OverflowDecision
 from cluster.routing.store import RoutingStore
 from configs.routing import RoutingSettings
-from telephony.call_control import CallControl, CallControlError
+from telephony.call_control import CallControl, CallControlError, CallGoneError
+from telephony.metrics import AGENTS, ERRORS, NO_METRICS, QUEUE_LENGTH, QUEUE_WAIT, Metrics
 
-__all__ = ["OverflowDecision", "SkillRouter", "SweepReport"]
+__all__ = ["CALLER_HUNG_UP", "WEIGHT_FIELDS", "OverflowDecision", "SkillRouter", "SweepReport"]
 
 log = logging.getLogger("callfleet.routing")
+
+#: an escalation's `ended_reason` when the caller hung up before an agent took the call
+CALLER_HUNG_UP = "caller hung up"
+#: the routing settings a supervisor may change live (`SkillRouter.set_weights`)
+WEIGHT_FIELDS = ("base_weight", "conversion_weight", "skill_level_weight")
+
+METRICS_INTERVAL_S = 5.0  # the floor gauges at most this often (Ray exports every ~10 s)
 
 
 @dataclass
@@ -73,14 +83,17 @@ class SkillRouter(OfferLifecycle):
     receive every event (websocket feed, webhooks); `on_overflow` carries out overflow
     decisions (callback or voicemail) and is called outside the lock. A router made with
     ``dispatch=False`` (the CLI's) changes state but never makes offers itself, leaving
-    that to the one running router.
+    that to the one running router. `metrics` gets the queue and agent gauges (from the
+    dispatching router's sweeps), queue waits and routing errors.
     """
 
     def __init__(self, store: RoutingStore, call_control: CallControl | None = None,
                  settings: RoutingSettings | None = None, *, sinks: Sequence[EventSink] = (),
                  on_overflow: Callable[[OverflowDecision], Awaitable[None]] | None = None,
-                 clock: Callable[[], float] = time.time, dispatch: bool = True):
-        super().__init__(store, settings or RoutingSettings(), clock, on_overflow)
+                 clock: Callable[[], float] = time.time, dispatch: bool = True,
+                 metrics: Metrics = NO_METRICS):
+        super().__init__(store, settings or RoutingSettings(), clock, on_overflow, metrics)
+        self._gauged_at: float | None = None
         self.call_control = call_control
         self.sinks = list(sinks)
         self.dispatching = dispatch
@@ -125,6 +138,8 @@ class SkillRouter(OfferLifecycle):
             if not moved:
                 if before in (OfferState.CONNECTING, OfferState.ACCEPTED):
                     return await self.store.get_offer(offer_id) or offer
+                if await self._caller_gone(offer.call_uuid):
+                    raise CallerGoneError(offer_id)
                 raise OfferClosedError(offer_id, before)
             agent = await self._agent(agent_id)
             await self.store.remove_agent_offer(agent_id, offer_id)
@@ -139,14 +154,19 @@ class SkillRouter(OfferLifecycle):
                 await self.call_control.transfer(offer.call_uuid, agent.profile.extension,
                                                  self.settings.transfer_context)
         except CallControlError as exc:
+            self.metrics.inc(ERRORS, kind="agent_connect")
             await self._connect_failed(offer, exc)
+            if isinstance(exc, CallGoneError):
+                raise CallerGoneError(offer_id) from exc
             raise ConnectFailedError(offer_id, f"the switch refused the {offer.connect}",
                                      exc.retryable) from exc
         async with self._lock:
             now = self.clock()
             await self.store.transition_offer(offer_id, OfferState.ACCEPTED, (OfferState.CONNECTING,))
             record = await self._set_record(offer.call_uuid, status=EscalationStatus.CONNECTED,
-                                            agent_id=agent_id)
+                                            agent_id=agent_id, connected_at=now)
+            if record is not None and record.status is EscalationStatus.CONNECTED:
+                await self.store.count_outcome("answered", now)
             await self.store.set_agent_fields(agent_id, state=AgentState.ON_CALL, state_since=now)
             await self._emit({"type": "offer_closed", "agent_id": agent_id, "offer_id": offer_id,
                               "call_uuid": offer.call_uuid, "state": OfferState.ACCEPTED.value})
@@ -183,9 +203,11 @@ class SkillRouter(OfferLifecycle):
         await self._flush_overflows()
         return result
 
-    async def complete(self, call_uuid: str, agent_id: str, converted: bool) -> AgentSnapshot:
-        """The agent finished the call (with its outcome, for conversion rates): they go to
-        wrap-up, then back to available. Idempotent per call."""
+    async def complete(self, call_uuid: str, agent_id: str, converted: bool,
+                       wrap_up: WrapUp | None = None) -> AgentSnapshot:
+        """The agent finished the call (with its outcome, for conversion rates, and their
+        wrap-up notes): they go to wrap-up, then back to available. Idempotent per call;
+        a later call with notes updates them."""
         async with self._lock:
             now = self.clock()
             record = await self.store.get_escalation(call_uuid)
@@ -203,6 +225,12 @@ class SkillRouter(OfferLifecycle):
                 await self.store.incr_agent(agent_id, "handled")
                 if converted:
                     await self.store.incr_agent(agent_id, "converted")
+            if wrap_up is not None:
+                record.wrap_up = wrap_up
+                await self.store.put_escalation(record, active=False,
+                                                ttl_s=self.settings.escalation_ttl_s)
+                await self._emit({"type": "wrap_up", "agent_id": agent_id, "call_uuid": call_uuid,
+                                  "converted": record.converted, **wrap_up.model_dump()})
             await self._release_call(agent_id, call_uuid, now)
             await self._dispatch(now)
             snapshot = await self._agent(agent_id)
@@ -217,19 +245,61 @@ class SkillRouter(OfferLifecycle):
             record = await self.store.get_escalation(call_uuid)
             if record is None or record.status not in LIVE_STATUSES:
                 return await self._result(record) if record else None
+            waiting = record.status is not EscalationStatus.CONNECTED
             if record.status is EscalationStatus.QUEUED:
                 await self.store.claim(call_uuid)
+                if record.attempts == 0:  # the caller gave up before any offer
+                    self.metrics.observe(QUEUE_WAIT, max(now - record.enqueued_at, 0.0),
+                                         outcome="abandoned")
             elif record.status is EscalationStatus.OFFERED and record.offer_id:
-                await self._withdraw(record.offer_id, now, requeue=False)
+                await self._withdraw(record.offer_id, now, requeue=False,
+                                     reason="caller_hung_up")
             elif record.status is EscalationStatus.CONNECTED and record.agent_id:
                 await self._release_call(record.agent_id, call_uuid, now)
             record = await self.store.get_escalation(call_uuid) or record
             record.status = EscalationStatus.ENDED
+            if waiting:  # nobody had taken it yet: the caller gave up waiting
+                record.ended_reason = record.ended_reason or CALLER_HUNG_UP
+                await self.store.count_outcome("abandoned", now)
+                log.info("escalated caller hung up before an agent took the call")
             record.ended_reason = record.ended_reason or "hangup"
             await self.store.put_escalation(record, active=False,
                                             ttl_s=self.settings.escalation_ttl_s)
             await self._dispatch(now)
             return await self._result(record)
+
+    async def hangup(self, call_uuid: str, agent_id: str) -> RouteResult:
+        """The agent ends their call (the switch hangs up both legs): the call is over
+        and the agent goes to wrap-up. Idempotent."""
+        record = await self.store.get_escalation(call_uuid)
+        if record is None:
+            raise EscalationNotFoundError(call_uuid)
+        if record.agent_id != agent_id:
+            raise NotYourCallError(call_uuid, agent_id)
+        if record.status is EscalationStatus.CONNECTED:
+            if self.call_control is None:
+                raise RoutingError("this router has no call control: it cannot hang up calls")
+            try:
+                await self.call_control.hangup(call_uuid)
+            except CallGoneError:
+                pass  # already gone: end it here as the switch's event would
+            except CallControlError as exc:
+                raise ConnectFailedError("-", "the switch refused the hangup", exc.retryable) from exc
+        return await self.call_ended(call_uuid) or await self._result(record)
+
+    async def set_weights(self, weights: dict[str, float]) -> dict[str, float]:
+        """Change the routing weights live (the dispatching router reads them before each
+        decision); checked against `RoutingSettings`. Returns the weights now in force."""
+        wanted = {k: float(v) for k, v in weights.items() if k in WEIGHT_FIELDS}
+        merged = {**self.settings.model_dump(), **await self.store.weights(), **wanted}
+        checked = type(self.settings).model_validate(merged)  # ValueError when out of range
+        await self.store.set_weights({k: getattr(checked, k) for k in wanted})
+        log.info("routing weights changed: %s", sorted(wanted))
+        return {k: getattr(checked, k) for k in WEIGHT_FIELDS}
+
+    async def weights(self) -> dict[str, float]:
+        live = await self._live_settings()
+        return {k: getattr(live, k) for k in WEIGHT_FIELDS}
 
     async def queue(self) -> list[QueueItem]:
         """Waiting calls in the order they will be served (no transcripts, no customer data)."""
@@ -281,8 +351,23 @@ class SkillRouter(OfferLifecycle):
                     await self._overflow(record, "max wait", now)
             report.offered = await self._dispatch(now)
             report.overflowed = list(self._overflow_backlog)
+            await self._gauge_floor(now)
         await self._flush_overflows()
         return report
+
+    async def _gauge_floor(self, now: float) -> None:
+        """Queue length and agents by state, every `METRICS_INTERVAL_S` at most."""
+        if self.metrics is NO_METRICS:
+            return
+        if self._gauged_at is not None and now - self._gauged_at < METRICS_INTERVAL_S:
+            return
+        self._gauged_at = now
+        by_state = dict.fromkeys(AgentState, 0)
+        for agent in await self.store.agents():
+            by_state[agent.state] += 1
+        for state, count in by_state.items():
+            self.metrics.set(AGENTS, count, state=state.value)
+        self.metrics.set(QUEUE_LENGTH, await self.store.queue_length())
 
     async def run(self, stop: asyncio.Event) -> None:
         """Sweep every `sweep_interval_s` until `stop` is set; errors are logged and the
@@ -291,6 +376,7 @@ class SkillRouter(OfferLifecycle):
             try:
                 await self.sweep()
             except Exception as exc:  # keep the floor running; the next sweep retries
+                self.metrics.inc(ERRORS, kind="routing_sweep")
                 log.warning("routing sweep failed: %s", describe_error(exc))
             try:
                 await asyncio.wait_for(stop.wait(), self.settings.sweep_interval_s)
@@ -299,8 +385,14 @@ class SkillRouter(OfferLifecycle):
 
     # ---- accept internals ----------------------------------------------------------------
 
+    async def _caller_gone(self, call_uuid: str) -> bool:
+        record = await self.store.get_escalation(call_uuid)
+        return (record is not None and record.status is EscalationStatus.ENDED
+                and record.ended_reason == CALLER_HUNG_UP)
+
     async def _connect_failed(self, offer: Offer, exc: CallControlError) -> None:
-        """The switch refused: free the agent; retry the call elsewhere or end it."""
+        """The switch refused: free the agent; retry the call elsewhere or end it (the
+        caller's channel gone: they hung up waiting)."""
         async with self._lock:
             now = self.clock()
             await self.store.transition_offer(offer.offer_id, OfferState.FAILED, (OfferState.CONNECTING,))
@@ -315,9 +407,13 @@ class SkillRouter(OfferLifecycle):
                     await self._requeue(record, None, now)
                     await self._dispatch(now)
                 else:
-                    record.status, record.ended_reason = EscalationStatus.ENDED, "connect failed"
+                    gone = isinstance(exc, CallGoneError)
+                    record.status = EscalationStatus.ENDED
+                    record.ended_reason = CALLER_HUNG_UP if gone else "connect failed"
                     await self.store.put_escalation(record, active=False,
                                                     ttl_s=self.settings.escalation_ttl_s)
+                    if gone:
+                        await self.store.count_outcome("abandoned", now)
             log.warning("connecting offer %s failed (retryable=%s)", offer.offer_id, exc.retryable)
         await self._flush_overflows()
 

@@ -14,6 +14,10 @@ process such as the CLI) sees the same floor. Keys (prefix ``cf``):
   calls (score = enqueue time); ``cf:esc:active`` set of calls not finished
 * ``cf:offer:<offer_id>`` hash — ``doc`` (`Offer` JSON) and ``state``;
   ``cf:offers:pending`` zset (score = expiry)
+* ``cf:esc:daily`` hash — ``<UTC date>|<outcome>`` counters of escalated calls:
+  ``answered`` (an agent took it), ``abandoned`` (the caller hung up waiting),
+  ``overflow``; ``cf:routing:weights`` hash — routing weights a supervisor set live
+  (override `RoutingSettings`)
 * pub/sub channel ``cf:routing:feed`` — events for agent UIs (see `feed.py`)
 
 Offer state changes go through one Lua script (compare-and-set), so two accepts of the
@@ -23,6 +27,7 @@ same offer, or an accept racing the no-answer timeout, cannot both win.
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -286,6 +291,43 @@ class RoutingStore:
 
     async def pending_offers(self) -> list[str]:
         return list(await self.redis.zrange(self.k("offers", "pending"), 0, -1))
+
+    # ---- floor figures and live settings ------------------------------------------------
+
+    async def count_outcome(self, outcome: str, now: float) -> None:
+        day = datetime.fromtimestamp(now, timezone.utc).date().isoformat()
+        await self.redis.hincrby(self.k("esc", "daily"), f"{day}|{outcome}", 1)
+
+    async def daily_outcomes(self, now: float, days: int) -> list[dict[str, Any]]:
+        """Per UTC day, oldest first: ``{"day", "answered", "abandoned", "overflow"}``."""
+        today = datetime.fromtimestamp(now, timezone.utc).date()
+        names = [(today - timedelta(days=i)).isoformat() for i in range(days - 1, -1, -1)]
+        kinds = ("answered", "abandoned", "overflow")
+        values = await self.redis.hmget(self.k("esc", "daily"),
+                                        [f"{d}|{k}" for d in names for k in kinds])
+        out = []
+        for i, day in enumerate(names):
+            row: dict[str, Any] = {"day": day}
+            for j, kind in enumerate(kinds):
+                row[kind] = int(values[i * len(kinds) + j] or 0)
+            out.append(row)
+        return out
+
+    async def weights(self) -> dict[str, float]:
+        raw = await self.redis.hgetall(self.k("routing", "weights"))
+        return {name: float(value) for name, value in raw.items()}
+
+    async def set_weights(self, weights: dict[str, float]) -> None:
+        if weights:
+            await self.redis.hset(self.k("routing", "weights"),
+                                  mapping={n: repr(float(v)) for n, v in weights.items()})
+
+    async def active_escalations(self) -> list[EscalationRecord]:
+        ids = await self.active_calls()
+        if not ids:
+            return []
+        raws = await self.redis.mget([self.k("esc", call_uuid) for call_uuid in ids])
+        return [EscalationRecord.model_validate_json(raw) for raw in raws if raw]
 
     # ---- feed --------------------------------------------------------------------------
 

@@ -5,7 +5,11 @@ credentials and the gateway replicas that check them receive it in their setting
 the local tools that open forks themselves (`callfleet simulate`, `demo`).
 
 Rotating it: stop the cluster (`callfleet down`), delete the file, start it again; or set
-the secret explicitly (see docs/media-fork.md)."""
+the secret explicitly (see docs/media-fork.md).
+
+The key of customer profiles (``customers.secret``: profiles are filed under
+HMAC-SHA256(key, number)) is kept the same way, in ``<state_dir>/customer-secret``; it is
+not rotated lightly: a new key orphans every profile (docs/records.md)."""
 
 from __future__ import annotations
 
@@ -20,11 +24,13 @@ from pydantic import SecretStr
 from configs.media_security import MIN_SECRET_CHARS
 from configs.settings import Settings
 
-__all__ = ["SECRET_FILE", "fork_secret_path", "with_fork_secret"]
+__all__ = ["CUSTOMER_SECRET_FILE", "SECRET_FILE", "customer_secret_path", "fork_secret_path",
+           "with_customer_secret", "with_fork_secret"]
 
 log = logging.getLogger("callfleet.runtime")
 
 SECRET_FILE = "fork-secret"
+CUSTOMER_SECRET_FILE = "customer-secret"
 
 
 def fork_secret_path(settings: Settings) -> Path:
@@ -45,7 +51,23 @@ def with_fork_secret(settings: Settings, create: bool = True) -> Settings:
     return settings.model_copy(update={"freeswitch": freeswitch})
 
 
-def _read_or_create(path: Path, create: bool) -> str | None:
+def customer_secret_path(settings: Settings) -> Path:
+    return Path(settings.state_dir) / CUSTOMER_SECRET_FILE
+
+
+def with_customer_secret(settings: Settings, create: bool = True) -> Settings:
+    """`settings` with ``customers.secret`` set: as given, else the state folder's
+    (created when missing and `create`). Unchanged when there is none to use."""
+    if settings.customers.secret is not None:
+        return settings
+    secret = _read_or_create(customer_secret_path(settings), create, "customer profile key")
+    if secret is None:
+        return settings
+    customers = settings.customers.model_copy(update={"secret": SecretStr(secret)})
+    return settings.model_copy(update={"customers": customers})
+
+
+def _read_or_create(path: Path, create: bool, what: str = "media fork secret") -> str | None:
     if not path.exists():
         if not create:
             return None
@@ -57,13 +79,13 @@ def _read_or_create(path: Path, create: bool) -> str | None:
         else:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(32) + "\n")
-            log.info("generated the media fork secret in %s", path)
+            log.info("generated the %s in %s", what, path)
     mode = stat.S_IMODE(path.stat().st_mode)
     if mode & 0o077:
         os.chmod(path, 0o600)  # it is a key: readable by its owner only
         log.warning("%s was readable by others (mode %o); now 0600", path, mode)
     secret = path.read_text().strip()
     if len(secret) < MIN_SECRET_CHARS:
-        raise ValueError(f"{path} holds no usable fork secret (at least {MIN_SECRET_CHARS} "
+        raise ValueError(f"{path} holds no usable {what} (at least {MIN_SECRET_CHARS} "
                          "characters); delete it to have a new one generated")
     return secret

@@ -21,9 +21,9 @@ import redis
 
 from cluster.actors.esl import actor_name
 from cluster.actors.floor import start_floor
-from cluster.actors.names import ROUTER_NAME
+from cluster.actors.names import RECORD_WRITER_NAME, ROUTER_NAME
 from cluster.actors.switch import SIM_NAME, start_simulator
-from cluster.runtime.fork_secret import with_fork_secret
+from cluster.runtime.fork_secret import with_customer_secret, with_fork_secret
 from cluster.runtime.model_setup import ensure_models
 from cluster.runtime.redis_server import (
     EmbeddedRedis,
@@ -56,6 +56,7 @@ class ClusterInfo:
     app_name: str
     started_at: float
     media_port: int | None = None  # the gateway's own media port (None: the HTTP route)
+    job_url: str | None = None  # the local head's job server (`ray job submit --address`)
 
     @property
     def media_url(self) -> str:
@@ -131,21 +132,47 @@ def _ray_env(node_ip: str = "127.0.0.1") -> dict[str, str]:
     return env
 
 
+def head_env(settings: Settings) -> dict[str, str]:
+    """The head's environment, inherited by everything the cluster runs, jobs included:
+    this install's `callfleet` first on PATH, and this state folder, so that a job
+    submitted to the local cluster deploys onto the same Redis, registry and secrets."""
+    env = _ray_env(settings.ray.node_ip)
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+    env["CALLFLEET_STATE_DIR"] = str(Path(settings.state_dir).resolve())
+    return env
+
+
 def start_ray_head(settings: Settings) -> str:
+    """A local head on `ray.node_ip`, with the job server on `ray.dashboard_port` so that
+    `ray job submit --address http://<node_ip>:<dashboard_port> … -- callfleet deploy`
+    works against it as against any Ray cluster."""
     r = settings.ray
     cmd = [
         _ray_bin(), "start", "--head",
-        f"--node-ip-address={r.node_ip}", f"--port={r.gcs_port}",
-        "--include-dashboard=false", "--disable-usage-stats",
+        f"--node-ip-address={r.node_ip}", f"--port={r.gcs_port}", "--disable-usage-stats",
     ]
+    if r.dashboard_port:
+        cmd += ["--include-dashboard=true", f"--dashboard-host={r.node_ip}",
+                f"--dashboard-port={r.dashboard_port}"]
+    else:
+        cmd.append("--include-dashboard=false")
     if r.num_cpus:
         cmd.append(f"--num-cpus={r.num_cpus}")
+    if r.metrics_port:  # Prometheus scrapes the node here (docs/operations.md)
+        cmd.append(f"--metrics-export-port={r.metrics_port}")
     ensure_auth_token()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_ray_env(r.node_ip), timeout=180)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=head_env(settings),
+                          timeout=180)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-15:])
         raise ClusterError(f"`ray start` failed (exit {proc.returncode}):\n{tail}")
     return f"{r.node_ip}:{r.gcs_port}"
+
+
+def job_server_url(settings: Settings, started_ray: bool) -> str | None:
+    """Where `ray job submit --address` reaches the head `up` started (None: not ours)."""
+    r = settings.ray
+    return f"http://{r.node_ip}:{r.dashboard_port}" if started_ray and r.dashboard_port else None
 
 
 def stop_ray_head() -> None:
@@ -214,24 +241,9 @@ def up(settings: Settings, status: Status = print,
     settings.state_dir.mkdir(parents=True, exist_ok=True)
     previous = read_info(settings)
 
-    started_redis = bool(previous and previous.started_redis)
+    settings, started_redis = prepare_state(settings, status)
+    started_redis = started_redis or bool(previous and previous.started_redis)
     redis_url = settings.redis_url
-    if redis_url:
-        check_redis(settings)
-    else:
-        embedded = EmbeddedRedis(settings.state_dir, settings.redis_port)
-        status("starting embedded Redis")
-        try:
-            embedded.start()
-        except RedisStartError as exc:
-            raise ClusterError(str(exc)) from None
-        started_redis = True  # the embedded Redis belongs to CallFleet: `down` stops it
-        redis_url = embedded.url
-    settings = settings.model_copy(update={"redis_url": redis_url})
-    # the key of the media forks' credentials: the controller and the gateway get it in
-    # their settings (generated into the state folder, 0600, unless configured)
-    settings = with_fork_secret(settings)
-
     ensure_models(settings, progress)
 
     started_ray = bool(previous and previous.started_ray)
@@ -247,7 +259,7 @@ def up(settings: Settings, status: Status = print,
         started_redis=started_redis,
         http_url=f"http://{settings.serve.host}:{settings.serve.http_port}",
         app_name=settings.serve.app_name, started_at=time.time(),
-        media_port=settings.gateway.media_port,
+        media_port=settings.gateway.media_port, job_url=job_server_url(settings, started_ray),
     )
     _write_private(info_path(settings), json.dumps(asdict(info), indent=2))
 
@@ -256,6 +268,27 @@ def up(settings: Settings, status: Status = print,
     wait_http(info.http_url)
     start_floor_actors(settings, status)
     return info
+
+
+def prepare_state(settings: Settings, status: Status) -> tuple[Settings, bool]:
+    """The configured Redis (checked: it must persist) or the embedded one (started when
+    not running), and the fork secret; returns the settings that name them and whether
+    the embedded Redis is ours to stop."""
+    started_redis = False
+    if settings.redis_url:
+        check_redis(settings)
+    else:
+        embedded = EmbeddedRedis(settings.state_dir, settings.redis_port)
+        status("starting embedded Redis")
+        try:
+            embedded.start()
+        except RedisStartError as exc:
+            raise ClusterError(str(exc)) from None
+        started_redis = True  # the embedded Redis belongs to CallFleet: `down` stops it
+        settings = settings.model_copy(update={"redis_url": embedded.url})
+    # the key of the media forks' credentials: the controller and the gateway get it in
+    # their settings (generated into the state folder, 0600, unless configured)
+    return with_customer_secret(with_fork_secret(settings)), started_redis
 
 
 def check_redis(settings: Settings) -> None:
@@ -302,7 +335,8 @@ def stop_floor_actors(settings: Settings) -> None:
     import ray  # heavy: loads ray
 
 
-    names = [ROUTER_NAME, SIM_NAME, settings.dialer.actor_name, actor_name(settings.freeswitch)]
+    names = [ROUTER_NAME, SIM_NAME, settings.dialer.actor_name, actor_name(settings.freeswitch),
+             RECORD_WRITER_NAME]
     for name in names:
         try:
             ray.kill(ray.get_actor(name, namespace="callfleet"), no_restart=True)

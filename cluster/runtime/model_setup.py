@@ -15,14 +15,14 @@ Progress = Callable[[str, float], None]
 
 
 def missing_models(settings: Settings) -> list[str]:
-    registry = ModelRegistry(settings.registry_path)
+    registry = ModelRegistry(settings.registry_path, settings.registry_url)
     return [kind for kind in ("intent", "emotion") if registry.current(kind) is None]
 
 
 def ensure_models(settings: Settings, progress: Callable[[str], Progress] | None = None) -> list[str]:
     """Build what is missing; return the kinds built. `progress(task)` returns the
     per-task callback `(stage, fraction)`."""
-    registry = ModelRegistry(settings.registry_path)
+    registry = ModelRegistry(settings.registry_path, settings.registry_url)
     built: list[str] = []
     threads = max(settings.intent.cpu_threads, 2)
     if registry.current("intent") is None:

@@ -31,7 +31,8 @@ from configs.settings import Settings, settings_doc
 
 __all__ = [
     "ServeDeployError", "SERVED_MODEL_DEPLOYMENTS", "apply_config", "build_config",
-    "config_path", "read_config", "with_model_version", "write_settings_file",
+    "config_path", "portable_config", "read_config", "serve_config", "with_model_version",
+    "write_settings_file",
 ]
 
 SETTINGS_FILE = "serve-settings.yaml"
@@ -62,9 +63,41 @@ def write_settings_file(settings: Settings) -> tuple[Path, str]:
 
 
 def build_config(settings: Settings) -> dict[str, Any]:
-    """The Serve config (ServeDeploySchema as plain data) for the main app and the REST API."""
+    """The Serve config (ServeDeploySchema as plain data) for the main app and the REST API,
+    reading the resolved settings from a file in the state folder."""
     path, sha = write_settings_file(settings)
-    args = {"config": str(path), "settings_sha256": sha}
+    return serve_config(settings, {"config": str(path), "settings_sha256": sha})
+
+
+def portable_config(settings: Settings) -> dict[str, Any]:
+    """The same apps with nothing of this machine in them (`callfleet serve-config`,
+    configs/serve.yaml, the KubeRay manifest): the replicas build their settings from
+    configs/default.yaml and the CALLFLEET_* environment of the cluster."""
+    return serve_config(settings, {"config": None, "overrides": {}})
+
+
+PORTABLE_HEADER = """\
+# Serve config for `serve deploy configs/serve.yaml` on a running Ray cluster, and the
+# serveConfigV2 of configs/kuberay/rayservice.yaml. Generated: `callfleet serve-config
+# -o configs/serve.yaml` (a test checks it matches the code).
+#
+# Nothing machine-specific is in it: each app builds its settings from configs/default.yaml
+# and the CALLFLEET_* environment of the cluster (e.g. CALLFLEET_REDIS_URL,
+# CALLFLEET_STATE_DIR, CALLFLEET_REGISTRY_PATH, CALLFLEET_FREESWITCH__FORK_AUTH__SECRET).
+# Without CALLFLEET_REDIS_URL the apps use the Redis `callfleet deploy` or `callfleet up`
+# recorded in the state folder. The code must be importable on every node (an image with
+# `pip install .`, or `ray job submit --working-dir .`). The floor actors are not Serve
+# apps: `ray job submit --working-dir . -- callfleet floor start` (or `callfleet deploy`,
+# which does all of it). See docs/deploy.md.
+"""
+
+
+def render_portable_config(settings: Settings) -> str:
+    body = yaml.safe_dump(json.loads(json.dumps(portable_config(settings))), sort_keys=False)
+    return PORTABLE_HEADER + body
+
+
+def serve_config(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": settings.serve.host, "port": settings.serve.http_port},

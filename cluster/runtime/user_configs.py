@@ -26,7 +26,7 @@ def _pinned_version(settings: Settings, kind: str, wanted: str) -> str:
     with only this value changed reconfigures replicas in place)."""
     if wanted != "current":
         return wanted
-    return ModelRegistry(settings.registry_path).current(kind) or "current"
+    return ModelRegistry(settings.registry_path, settings.registry_url).current(kind) or "current"
 
 
 def model_user_configs(settings: Settings) -> dict[str, dict[str, Any]]:

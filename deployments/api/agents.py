@@ -37,6 +37,7 @@ from redis.exceptions import RedisError
 from cluster.routing import (
     AgentSnapshot,
     AgentState,
+    CallerGoneError,
     ConnectFailedError,
     EscalationNotFoundError,
     FeedHub,
@@ -52,7 +53,8 @@ from cluster.routing import (
     UnknownAgentError,
 )
 
-__all__ = ["AgentApi", "AgentApiSettings", "AgentService", "build_agents_router"]
+__all__ = ["AgentApi", "AgentApiSettings", "AgentService", "Principal", "build_agents_router",
+           "principal_for", "routing_errors"]
 
 log = logging.getLogger("callfleet.api.agents")
 
@@ -146,10 +148,13 @@ _STATUS = (
 
 
 @contextlib.contextmanager
-def _routing_errors() -> Iterator[None]:
-    """Routing refusals as HTTP statuses with their (data-free) messages."""
+def routing_errors() -> Iterator[None]:
+    """Routing refusals as HTTP statuses with their (data-free) messages. An accept whose
+    caller hung up is a 409 with ``reason: caller_hung_up`` (the desk says so)."""
     try:
         yield
+    except CallerGoneError as exc:
+        raise HTTPException(409, {"detail": str(exc), "reason": exc.reason}) from exc
     except ConnectFailedError as exc:
         raise HTTPException(502, {"detail": str(exc), "retryable": exc.retryable}) from exc
     except RoutingError as exc:
@@ -162,11 +167,12 @@ def _routing_errors() -> Iterator[None]:
         raise HTTPException(503, "routing state is unavailable; try again") from exc
 
 
-async def _principal_for(api: AgentApi, token: str) -> Principal | None:
+async def principal_for(api: AgentApi, token: str) -> Principal | None:
+    """Who `token` is: the supervisor (the API key), an agent, or None."""
     key = api.settings.api_key
     if key is not None and hmac.compare_digest(token.encode(), key.get_secret_value().encode()):
         return Principal(agent_id=None)
-    with _routing_errors():
+    with routing_errors():
         agent_id = await api.service.authenticate(token)
     return Principal(agent_id) if agent_id else None
 
@@ -198,7 +204,7 @@ def build_agents_router(api: AgentApi | Callable[[], AgentApi | None]) -> APIRou
 
     async def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
                         ctx: Ctx) -> Principal:
-        who = await _principal_for(ctx, creds.credentials) if creds else None
+        who = await principal_for(ctx, creds.credentials) if creds else None
         if who is None:
             raise HTTPException(401, "missing or invalid bearer token",
                                 headers={"WWW-Authenticate": "Bearer"})
@@ -210,18 +216,18 @@ def build_agents_router(api: AgentApi | Callable[[], AgentApi | None]) -> APIRou
     async def list_agents(who: Who, ctx: Ctx) -> list[dict[str, Any]]:
         if not who.supervisor:
             raise HTTPException(403, "listing every agent needs the supervisor key")
-        with _routing_errors():
+        with routing_errors():
             return [a.public() for a in await ctx.service.list_agents()]
 
     @router.get("/queue", summary="waiting calls in service order (no customer data)")
     async def queue(who: Who, ctx: Ctx) -> list[QueueItem]:
-        with _routing_errors():
+        with routing_errors():
             return await ctx.service.queue()
 
     @router.get("/{agent_id}", summary="one agent's state and pending offers")
     async def get_agent(agent_id: str, who: Who, ctx: Ctx) -> dict[str, Any]:
         who.require(agent_id)
-        with _routing_errors():
+        with routing_errors():
             doc = (await ctx.service.get_agent(agent_id)).public()
             doc["pending"] = await ctx.service.pending_offers(agent_id)
         return doc
@@ -229,7 +235,7 @@ def build_agents_router(api: AgentApi | Callable[[], AgentApi | None]) -> APIRou
     async def change(agent_id: str, state: AgentState, who: Principal,
                      ctx: AgentApi) -> dict[str, Any]:
         who.require(agent_id)
-        with _routing_errors():
+        with routing_errors():
             return (await ctx.service.set_state(agent_id, state)).public()
 
     @router.post("/{agent_id}/login", summary="start taking calls (state available)")
@@ -247,7 +253,7 @@ def build_agents_router(api: AgentApi | Callable[[], AgentApi | None]) -> APIRou
     @router.post("/{agent_id}/heartbeat", summary="the desktop is alive (send every TTL/3)")
     async def heartbeat(agent_id: str, who: Who, ctx: Ctx) -> dict[str, Any]:
         who.require(agent_id)
-        with _routing_errors():
+        with routing_errors():
             return (await ctx.service.heartbeat(agent_id)).public()
 
     @router.post("/offers/{offer_id}/accept",
@@ -256,14 +262,14 @@ def build_agents_router(api: AgentApi | Callable[[], AgentApi | None]) -> APIRou
                      body: AcceptBody | None = None) -> Offer:
         body = body or AcceptBody()
         agent_id = _acting_agent(who, body.agent_id)
-        with _routing_errors():
+        with routing_errors():
             return await ctx.service.accept(offer_id, agent_id, body.agent_leg_uuid)
 
     @router.post("/offers/{offer_id}/reject", summary="decline: the call goes to another agent")
     async def reject(offer_id: str, who: Who, ctx: Ctx,
                      body: RejectBody | None = None) -> RouteResult:
         agent_id = _acting_agent(who, (body or RejectBody()).agent_id)
-        with _routing_errors():
+        with routing_errors():
             return await ctx.service.reject(offer_id, agent_id)
 
     @router.post("/{agent_id}/calls/{call_uuid}/complete",
@@ -271,7 +277,7 @@ def build_agents_router(api: AgentApi | Callable[[], AgentApi | None]) -> APIRou
     async def complete(agent_id: str, call_uuid: str, body: CompleteBody,
                        who: Who, ctx: Ctx) -> dict[str, Any]:
         who.require(agent_id)
-        with _routing_errors():
+        with routing_errors():
             return (await ctx.service.complete(call_uuid, agent_id, body.converted)).public()
 
     @router.websocket("/feed")
@@ -301,7 +307,7 @@ async def _serve_feed(ws: WebSocket, api: AgentApi | None) -> None:
         except (asyncio.TimeoutError, ValueError, KeyError, WebSocketDisconnect):
             token = None
     try:
-        who = await _principal_for(api, token) if token else None
+        who = await principal_for(api, token) if token else None
     except HTTPException:
         await ws.close(WS_SERVER_ERROR, "routing state is unavailable")
         return

@@ -55,6 +55,9 @@ __all__ = ["DncRequest", "build_campaigns_router"]
 
 log = logging.getLogger("callfleet.api.campaigns")
 
+# who a do-not-call change made through this API is recorded as (one shared token)
+_API_ACTOR = "campaign-api-token"
+
 RECORD_COLUMNS = ("attempt_id", "lead_id", "attempt", "call_uuid", "started_at", "ended_at",
                   "result", "cause", "answered", "abandoned", "ring_s", "gateway", "handle_s",
                   "hangup_cause", "escalated")
@@ -67,6 +70,7 @@ class DncRequest(BaseModel):
 
     numbers: list[str] = Field(min_length=1, max_length=10_000)
     country: str = "US"
+    reason: str = Field("", max_length=500, description="why, for the compliance ledger")
 
 
 def build_campaigns_router(store: Callable[[], DialerStore],
@@ -132,7 +136,8 @@ def build_campaigns_router(store: Callable[[], DialerStore],
     @router.post("/dnc")
     async def global_dnc(body: DncRequest) -> dict[str, Any]:
         numbers = _numbers(body)
-        added = await guarded(lambda s: s.add_dnc(numbers))
+        added = await guarded(lambda s: s.add_dnc(numbers, actor=_API_ACTOR, reason=body.reason,
+                                                  source="api"))
         return {"scope": "global", "added": added}
 
     @router.get("/{campaign_id}")
@@ -145,7 +150,8 @@ def build_campaigns_router(store: Callable[[], DialerStore],
 
         async def work(s: DialerStore) -> int:
             await s.get_campaign(campaign_id)
-            return await s.add_dnc(numbers, campaign_id)
+            return await s.add_dnc(numbers, campaign_id, actor=_API_ACTOR, reason=body.reason,
+                                   source="api")
 
         return {"scope": campaign_id, "added": await guarded(work)}
 

@@ -1,5 +1,8 @@
 """The REST API ingress (Serve application ``callfleet-api`` at ``/api``): agents and
-their feed, campaigns and leads, and knowledge-base search for the agent UI.
+their feed, campaigns and leads, knowledge-base search, and the two browser screens —
+the agent desk (``/api/desk``) and the supervisor wallboard (``/api/wallboard``;
+`deployments.api.desk`). The media gateway, which owns ``/`` on the Serve port, redirects
+``/desk`` and ``/wallboard`` here.
 
 Stateless like the media gateway: agents, offers and campaigns live in Redis; accepting
 an offer transfers the call through the ESL controller actor. Offers themselves are made
@@ -12,8 +15,10 @@ Serve's class-based ingress.)
 
 import asyncio
 import secrets
+from pathlib import Path
 from typing import Annotated, Any
 
+import redis.asyncio as aioredis
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ray import serve
@@ -22,10 +27,16 @@ from bots.kb import KnowledgeBase
 from cluster.actors.esl import RemoteCallControl, get_controller
 from cluster.dialer.scoring import registered_scorer
 from cluster.dialer.store import DialerStore
+from cluster.records.customers import RedisCustomerCache
 from cluster.routing import FeedHub, RedisFeedPublisher, RoutingStore, SkillRouter
+from cluster.runtime.deploy import with_cluster_state
 from configs.settings import load_settings, settings_doc
 from deployments.api.agents import AgentApi, AgentApiSettings, build_agents_router
 from deployments.api.campaigns import build_campaigns_router
+from deployments.api.customers import CustomerAccess, build_customers_router
+from deployments.api.desk import DeskView, build_desk_router
+from deployments.api.records import RecordsAccess, build_records_router
+from deployments.api.tickets import TicketAccess, build_tickets_router
 from deployments.common import AppArgs, settings_from
 
 app = FastAPI(title="CallFleet API", description="Agents, campaigns and knowledge base.")
@@ -40,6 +51,10 @@ class _Replica:
     registry_path = None
     kb = None
     agents = None
+    desk: DeskView | None = None
+    records: RecordsAccess | None = None
+    customers: CustomerAccess | None = None
+    tickets: TicketAccess | None = None
 
 
 def _dialer_store():
@@ -83,6 +98,14 @@ def _lead_scorer():
 
 
 app.include_router(build_campaigns_router(_dialer_store, _dialer_settings, _lead_scorer))
+app.include_router(build_desk_router(lambda: _Replica.desk))
+app.include_router(build_records_router(  # /api/records: the durable store, supervisor key
+    lambda: _Replica.agent_api.settings.api_key if _Replica.agent_api else None,
+    lambda: _Replica.records))
+app.include_router(build_tickets_router(lambda: _Replica.tickets))  # agents, supervisor, intake
+app.include_router(build_customers_router(  # profiles: supervisor key
+    lambda: _Replica.agent_api.settings.api_key if _Replica.agent_api else None,
+    lambda: _Replica.customers))
 
 
 @app.get("/healthz")
@@ -122,6 +145,17 @@ class ApiIngress:
             _Replica.kb = None
         _Replica.dialer_settings = cfg.dialer
         _Replica.registry_path = cfg.registry_path
+        _Replica.records = RecordsAccess(cfg.store_url, cfg.records.auto_migrate)
+        _Replica.customers = CustomerAccess(_Replica.records, cfg.customers, RedisCustomerCache(
+            aioredis.from_url(cfg.redis_url, socket_timeout=5, socket_connect_timeout=5),
+            cfg.customers.cache_ttl_s))
+        _Replica.tickets = TicketAccess(_Replica.agent_api, _Replica.customers, cfg.tickets)
+        _Replica.desk = DeskView(
+            agents=_Replica.agent_api, router=router,
+            redis=aioredis.from_url(cfg.redis_url, decode_responses=True, socket_timeout=5,
+                                    socket_connect_timeout=5),
+            supervision=control, dialer=_Replica.dialer_store, kb=_Replica.kb,
+            registry_path=Path(cfg.registry_path) if cfg.registry_path else None)
 
     async def check_health(self) -> None:
         if _Replica.agent_api is None:
@@ -136,7 +170,5 @@ def api_builder(args: dict[str, Any]):
     """Serve config entry point (configs/serve.yaml): same arguments as the main app's."""
 
     parsed = AppArgs.model_validate(args)
-    settings = load_settings(parsed.config, **parsed.overrides)
-    if not settings.redis_url:
-        raise ValueError("redis_url must be set when deploying with a Serve config")
+    settings = with_cluster_state(load_settings(parsed.config, **parsed.overrides))
     return build_api_app(settings_doc(settings))

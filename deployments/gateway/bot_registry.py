@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bots.demo_orders import find_order
 from bots.escalation import EscalationPolicy
+from bots.functions import FUNCTIONS
 from bots.kb import KnowledgeBase
 from bots.script.engine import ScriptBot
 from bots.script.library import ScriptLibrary, UnknownScript
+from cluster.records.bot_scripts import ReplicaScripts, materialise
 from configs.settings import Settings
 
 log = logging.getLogger("callfleet.bots")
 
 PROJECT = Path(__file__).resolve().parents[2]
-FUNCTIONS = {"find_order": find_order}
 
 
 class BotRegistry:
@@ -39,6 +39,12 @@ class BotRegistry:
         self.faq = self._knowledge_base(settings)
         self._bots: dict[tuple[str, str], ScriptBot] = {}
         self._checked = time.monotonic()
+        # scripts deployed with `callfleet bots deploy` (cluster/records/bot_scripts.py),
+        # written to this node's cache folder and loaded like the ones on disk
+        self.published_folder = Path(settings.cache_dir) / "published-bots"
+        self._published_gen = 0
+        self._watch: asyncio.Task | None = None
+        self.about: dict[str, Any] = {}  # where this replica runs, sent with each acknowledgement
 
     @staticmethod
     def _knowledge_base(settings: Settings):
@@ -72,6 +78,47 @@ class BotRegistry:
             self._checked = time.monotonic()
             for report in await asyncio.to_thread(self.library.refresh):
                 _log_report(report)
+
+    async def sync_published(self, replica: ReplicaScripts) -> int:
+        """Load a newly published bundle (if any), then acknowledge what this replica
+        serves; returns the generation loaded."""
+        if await replica.generation() != self._published_gen:
+            gen, files = await replica.bundle()
+            scripts = await asyncio.to_thread(materialise, files, self.published_folder)
+            for path in scripts:
+                _log_report(await asyncio.to_thread(self.library.load, path))
+            self._published_gen = gen
+        status = self.status()
+        await replica.acknowledge(self._published_gen, self.serving(), status["rejected"],
+                                  self.about)
+        return self._published_gen
+
+    def watch_published(self, replica: ReplicaScripts, every_s: float = 1.0) -> None:
+        """Keep syncing in the background (call from the replica's event loop)."""
+        async def loop() -> None:
+            while True:
+                try:
+                    await self.sync_published(replica)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # Redis away: keep serving what is loaded
+                    log.warning("published bot scripts not synced: %s", type(exc).__name__)
+                await asyncio.sleep(every_s)
+
+        self._watch = asyncio.get_running_loop().create_task(loop())
+
+    async def stop_watching(self, replica: ReplicaScripts) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        try:
+            await replica.forget()
+        finally:
+            await replica.aclose()
+
+    def serving(self) -> dict[str, str]:
+        """bot -> the version (sha) serving now."""
+        return {name: self.library.get(name).sha for name in self.library.names()}
 
     def status(self) -> dict[str, Any]:
         """The bots serving, and the files whose version on disk is refused (with how many

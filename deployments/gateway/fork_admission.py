@@ -5,12 +5,15 @@ try again later); its credential is valid for its call id and not expired
 (telephony/fork_auth.py), or it has none and this is a loopback-only local cluster; the
 call is live in CallFleet's records (the ESL controller's ``cf:esl:<uuid>``: answered, with
 the bot, or waiting for a person; not ringing, with an agent or ended); and no other fork
-of the call is open (a lease in Redis, ``cf:fork:<uuid>``). A legitimate re-fork after a
-lost socket (same call id, fresh credential, the old socket closed) is admitted and
-resumes the call.
+of the call is open (a lease in Redis, ``cf:fork:<uuid>``). A re-fork after a lost socket
+(same call id, fresh credential) is admitted and resumes the call: the controller starts
+it only after FreeSWITCH reported the old fork's websocket gone, and numbers it
+(``CallRecord.forks``), so it takes over a lease an older fork still holds (its replica
+died without giving it back) while a second fork of the same number is still refused.
 
 What the call *is* — direction, numbers, bot, campaign, lead, the customer (from the
-dialer's lead record and ``callfleet_customer_<field>`` channel variables) — comes from
+dialer's lead record, the customer's profile in the Redis cache, and
+``callfleet_customer_<field>`` channel variables) — comes from
 those records, never from the fork: the fork's metadata contributes only its call id,
 credential and audio parameters (sample rate, playback mode, mix type). A refusal's
 reason names no credential, number or customer.
@@ -55,7 +58,8 @@ class CallDirectory(Protocol):
 
     async def lookup(self, call_uuid: str) -> LiveCall | None: ...
     async def fork_seen(self, call_uuid: str) -> bool: ...
-    async def attach(self, call_uuid: str, owner: str, ttl_s: int) -> bool: ...
+    async def attach(self, call_uuid: str, owner: str, ttl_s: int,
+                     generation: int = 0) -> bool: ...
     async def refresh(self, call_uuid: str, owner: str, ttl_s: int) -> bool: ...
     async def detach(self, call_uuid: str, owner: str) -> None: ...
 
@@ -64,6 +68,12 @@ class LeadBook(Protocol):
     """The dialer's leads (`cluster.dialer.store.DialerStore`)."""
 
     async def get_lead(self, campaign_id: str, lead_id: str) -> Any: ...
+
+
+class CustomerProfiles(Protocol):
+    """Customer profiles by number, from Redis only (`cluster.dialer.customers.ProfileLookup`)."""
+
+    async def variables(self, raw_number: str | None) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -83,11 +93,13 @@ class ForkAdmission:
     def __init__(self, credentials: ForkCredentials | None, allow_unauthenticated: bool,
                  directory: CallDirectory, leads: LeadBook | None = None,
                  max_forks: int = 100, lease_s: int = LEASE_S,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time,
+                 profiles: CustomerProfiles | None = None):
         self.credentials = credentials
         self.allow_unauthenticated = allow_unauthenticated
         self.directory = directory
         self.leads = leads
+        self.profiles = profiles
         self.max_forks = max_forks
         self.lease_s = lease_s
         self.clock = clock
@@ -130,8 +142,9 @@ class ForkAdmission:
                 raise ForkRefused("call has ended")
             elif not live.forkable:
                 raise ForkRefused("call is not with the bot")
-            owner = secrets.token_hex(8)
-            if not await self.directory.attach(call_uuid, owner, self.lease_s):
+            generation = live.forks if live is not None else 0
+            owner = f"{generation}.{secrets.token_hex(8)}"
+            if not await self.directory.attach(call_uuid, owner, self.lease_s, generation):
                 raise ForkRefused("call already has an open media fork")
         except DirectoryUnavailable:
             raise ForkRefused("call records unavailable; try again later",
@@ -175,8 +188,10 @@ class ForkAdmission:
 
     async def _customer(self, live: LiveCall) -> dict[str, Any]:
         """The customer the bot and the agents see: the campaign's lead (name, tier, VIP,
-        region, its file's other columns), then ``callfleet_customer_<field>`` channel
-        variables (set by the dialplan, e.g. from a CRM lookup)."""
+        region, its file's other columns), then the customer's profile (tier, name,
+        language, attributes, history; a VIP tier makes the call VIP), then
+        ``callfleet_customer_<field>`` channel variables (set by the dialplan, e.g. from
+        a CRM lookup)."""
         customer: dict[str, Any] = {}
         campaign, lead_id = live.variable("campaign"), live.variable("lead")
         if campaign and lead_id and self.leads is not None:
@@ -191,6 +206,17 @@ class ForkAdmission:
                                                    ("tier", lead.tier), ("region", lead.region))
                                  if v})
                 customer["vip"] = bool(lead.vip)
+        if self.profiles is not None:
+            number = live.caller if live.direction == "inbound" else live.callee
+            try:
+                profile = await self.profiles.variables(number)
+            except Exception as exc:  # the call goes on without the profile
+                log.warning("customer profile unavailable (%s)", type(exc).__name__)
+                profile = {}
+            vip = bool(customer.get("vip")) or bool(profile.get("vip"))
+            customer.update(profile)
+            if "vip" in customer or vip:
+                customer["vip"] = vip
         for key, value in live.variables.items():
             if key.startswith(CUSTOMER_VARIABLE) and len(key) > len(CUSTOMER_VARIABLE):
                 customer[key[len(CUSTOMER_VARIABLE):]] = value
@@ -200,11 +226,13 @@ class ForkAdmission:
         """Keep the fork's lease while it is open (run as a task; cancel it at the end).
         A lease lost (Redis restarted, or a long outage) is taken again when free."""
         call_uuid, warned = admitted.meta.call_uuid, False
+        generation = int(admitted.owner.split(".", 1)[0]) if "." in admitted.owner else 0
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
                 if not await self.directory.refresh(call_uuid, admitted.owner, self.lease_s) \
-                        and not await self.directory.attach(call_uuid, admitted.owner, self.lease_s):
+                        and not await self.directory.attach(call_uuid, admitted.owner,
+                                                            self.lease_s, generation):
                     log.warning("media fork %s lost its lease to another fork", call_uuid)
                 warned = False
             except DirectoryUnavailable:

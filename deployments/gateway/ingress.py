@@ -12,14 +12,20 @@ deployments through their handles.
 
 
 import asyncio
+import uuid
 from collections.abc import AsyncGenerator
 from typing import Any
 
+import ray
 from fastapi import FastAPI, WebSocket
+from fastapi.responses import RedirectResponse
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
 from bots.slots import SlotSpec
+from cluster.actors.metrics import RayMetrics
+from cluster.dialer.customers import ProfileLookup
+from cluster.records.bot_scripts import ReplicaScripts
 from cluster.records.call_state import RedisCallDirectory, RedisCallRecorder
 from cluster.records.webhooks import WebhookSender
 from deployments.common import settings_from
@@ -78,6 +84,21 @@ class ServeTurnModels:
 DRAIN_S = 600
 
 
+def _replica_id() -> str:
+    """This replica's id in Serve (a fresh random one outside Serve)."""
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # not in a replica (tests)
+        return uuid.uuid4().hex[:12]
+
+
+def _node_id() -> str | None:
+    try:
+        return ray.get_runtime_context().get_node_id()
+    except Exception:  # not in Ray (tests)
+        return None
+
+
 @serve.deployment(name="gateway", max_ongoing_requests=1000,
                   graceful_shutdown_timeout_s=DRAIN_S, graceful_shutdown_wait_loop_s=2)
 @serve.ingress(app)
@@ -89,10 +110,14 @@ class MediaGateway:
             raise ValueError("redis_url is not set: the gateway keeps call context in Redis")
         self.models = ServeTurnModels(asr, intent, emotion, tts)
         limits = self.cfg.gateway.limits
+        self.metrics = RayMetrics()  # exported on the node's metrics port (docs/operations.md)
         self.recorder = MeteredRecorder(
             RedisCallRecorder(self.cfg.redis_url, ttl_s=self.cfg.call_ttl_s,
-                              max_turns=limits.max_stored_turns))
+                              max_turns=limits.max_stored_turns), self.metrics)
         self.bots = BotRegistry(self.cfg)
+        # scripts deployed with `callfleet bots deploy`: live here within a second
+        self.published = ReplicaScripts.from_url(self.cfg.redis_url, _replica_id())
+        self.bots.watch_published(self.published)
         webhooks = WebhookSender(self.cfg.webhooks) if self.cfg.webhooks.urls else None
         self.actions = FloorActions(self.cfg.redis_url, webhooks)
         # who may open a fork (both routes): credential, live call, one fork per call, cap
@@ -100,12 +125,15 @@ class MediaGateway:
             ForkCredentials.from_settings(self.cfg.freeswitch.fork_auth),
             allow_unauthenticated=self.cfg.unauthenticated_forks_allowed,
             directory=RedisCallDirectory(self.recorder.redis), leads=self.actions.dialer,
-            max_forks=limits.max_forks)
+            max_forks=limits.max_forks,
+            profiles=ProfileLookup.from_settings(self.actions.redis, self.cfg.customers))
         self.admission.announce()
         self.media: MediaServer | None = None
         if self.cfg.gateway.media_port:
             self.media = MediaServer(self.cfg.serve.host, self.cfg.gateway.media_port, self._run_fork)
             await self.media.start()
+        self.bots.about = {"node": _node_id(), "media": (
+            f"{self.cfg.serve.host}:{self.cfg.gateway.media_port}" if self.media else None)}
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
@@ -118,6 +146,16 @@ class MediaGateway:
         """p50/p95 per turn stage over this replica's recent turns."""
         return self.recorder.summary()
 
+    @app.get("/desk", include_in_schema=False)
+    async def desk(self) -> RedirectResponse:
+        """The agent desk and the wallboard belong to the API app (``/api``); this app
+        owns ``/`` on the Serve port, so it points browsers there."""
+        return RedirectResponse("/api/desk", status_code=307)
+
+    @app.get("/wallboard", include_in_schema=False)
+    async def wallboard(self) -> RedirectResponse:
+        return RedirectResponse("/api/wallboard", status_code=307)
+
     @app.websocket("/media/{call_uuid}")
     async def media(self, ws: WebSocket, call_uuid: str) -> None:
         await self._run_fork(StarletteForkSocket(ws), call_uuid)
@@ -125,7 +163,7 @@ class MediaGateway:
     async def _run_fork(self, sock: ForkSocket, call_uuid: str) -> str:
         return await serve_media_fork(sock, call_uuid, self.cfg.gateway, self.models,
                                       self.recorder, self.bots, self.actions,
-                                      admission=self.admission)
+                                      admission=self.admission, metrics=self.metrics)
 
     async def __del__(self) -> None:
         # Serve waits for HTTP-route forks itself; media-port forks are not Serve requests,
@@ -135,6 +173,7 @@ class MediaGateway:
                 await self.media.drain(DRAIN_S - 30)
         finally:
             await self.actions.aclose()  # the calls are over: nothing acts on the floor now
+            await self.bots.stop_watching(self.published)
 
     async def check_health(self) -> None:
         await asyncio.wait_for(self.recorder.redis.ping(), 5)

@@ -25,6 +25,7 @@ from telephony import media_fork
 from telephony.call_limits import RealTimeMeter
 from telephony.call_session import CallRecorder, CallSession, TurnModels
 from telephony.media_fork import ProtocolError
+from telephony.metrics import ERRORS, NO_METRICS, Metrics
 
 log = logging.getLogger("callfleet.media")
 
@@ -138,21 +139,25 @@ async def serve_media_fork(
     actions=None,
     *,
     admission: ForkAdmission,
+    metrics: Metrics = NO_METRICS,
 ) -> str:
-    """Run one fork; returns why it ended."""
+    """Run one fork; returns why it ended. Forks refused or closed for breaking the
+    protocol are counted in `metrics` (``callfleet_errors{kind}``)."""
     out = WebSocketOut(sock)
     if media_fork.SUBPROTOCOL not in sock.offered:
         await sock.accept(None)
         await out.close(
             media_fork.CLOSE_PROTOCOL_ERROR, f"subprotocol {media_fork.SUBPROTOCOL} required"
         )
+        metrics.inc(ERRORS, kind="fork_protocol")
         return "wrong subprotocol"
     await sock.accept(media_fork.SUBPROTOCOL)
     try:
         with admission.slot():
             return await _admit_and_run(sock, out, call_uuid, settings, models, recorder,
-                                        bots, actions, admission)
+                                        bots, actions, admission, metrics)
     except ForkRefused as refused:  # the replica is full
+        metrics.inc(ERRORS, kind="fork_refused")
         log.warning("media fork %s refused: %s", call_uuid, refused.reason)
         await out.close(refused.code, refused.reason)
         return refused.reason
@@ -160,10 +165,11 @@ async def serve_media_fork(
 
 async def _admit_and_run(sock: ForkSocket, out: WebSocketOut, call_uuid: str,
                          settings: GatewaySettings, models: TurnModels, recorder: CallRecorder,
-                         bots, actions, admission: ForkAdmission) -> str:
+                         bots, actions, admission: ForkAdmission, metrics: Metrics) -> str:
     try:
         fork = await _read_metadata(sock, call_uuid, settings)
     except ProtocolError as err:
+        metrics.inc(ERRORS, kind="fork_protocol")
         log.warning("media fork rejected: %s", err.reason)
         await out.close(err.close_code, err.reason)
         return err.reason
@@ -173,12 +179,14 @@ async def _admit_and_run(sock: ForkSocket, out: WebSocketOut, call_uuid: str,
     try:
         admitted = await admission.admit(fork)
     except ForkRefused as refused:
+        metrics.inc(ERRORS, kind="fork_refused")
         log.warning("media fork %s refused: %s", call_uuid, refused.reason)
         await out.close(refused.code, refused.reason)
         return refused.reason
     keeper = asyncio.create_task(admission.hold(admitted))
     try:
-        return await _run_call(sock, out, admitted, settings, models, recorder, bots, actions)
+        return await _run_call(sock, out, admitted, settings, models, recorder, bots, actions,
+                               metrics)
     finally:
         keeper.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -188,16 +196,17 @@ async def _admit_and_run(sock: ForkSocket, out: WebSocketOut, call_uuid: str,
 
 async def _run_call(sock: ForkSocket, out: WebSocketOut, admitted: Admitted,
                     settings: GatewaySettings, models: TurnModels, recorder: CallRecorder,
-                    bots, actions) -> str:
+                    bots, actions, metrics: Metrics) -> str:
     meta = admitted.meta
     try:
         bot = await bots.for_call(meta)
     except Exception as exc:  # no usable script at all: say so on the fork, end it
+        metrics.inc(ERRORS, kind="no_bot")
         log.error("no bot for this call: %s", exc)
         await out.close(media_fork.CLOSE_INTERNAL_ERROR, "no bot script available")
         return "no bot"
     session = CallSession(meta, models, out, recorder, settings, bot, actions,
-                          elapsed_s=admitted.elapsed_s)
+                          elapsed_s=admitted.elapsed_s, metrics=metrics)
     limits = settings.limits
     pace = RealTimeMeter(meta.sample_rate, limits.realtime_factor, limits.realtime_window_s)
     reason = "caller hung up"
@@ -218,6 +227,7 @@ async def _run_call(sock: ForkSocket, out: WebSocketOut, admitted: Admitted,
         if session.finished.is_set():
             reason = session.outcome.reason
     except ProtocolError as err:
+        metrics.inc(ERRORS, kind="fork_protocol")
         reason = f"protocol error: {err.reason}"
         log.warning("media fork closed: %s", err.reason)
         await out.close(err.close_code, err.reason)

@@ -84,6 +84,7 @@ class SimulatedCall:
     pause_s: float = 0.4  # caller's reaction time after the bot stops talking
     max_wait_s: float = 20.0  # give up waiting for the bot after this
     hangup_after_s: float = 2.0  # after the last turn, hang up if the bot stays silent
+    hold_s: float = 30.0  # after the bot hands the call over: wait this long for a person
     raw_metadata: str | None = None  # sent verbatim instead of meta.to_json() (switch sim)
 
 
@@ -100,8 +101,17 @@ class CallReport:
     close_code: int | None = None
     close_reason: str = ""
     hung_up_by: str = ""  # "bot" (server closed) or "caller"
+    escalated: bool = False  # the bot handed the call over (the caller waits on hold)
     error: str | None = None
     duration_s: float = 0.0
+    connected: bool = False  # the websocket opened and the metadata went out
+    turns_done: int = 0  # caller turns the bot got (not cut off by a lost connection)
+
+    @property
+    def dropped(self) -> bool:
+        """The connection ended without a close frame from the gateway (its process died,
+        the network cut it): mod_audio_fork's CONNECTION_DROPPED."""
+        return self.connected and self.hung_up_by != "caller" and self.close_code in (None, 1006)
 
     def summary(self) -> dict[str, Any]:
         lat = [x for x in self.turn_latency_s if x is not None]
@@ -113,6 +123,7 @@ class CallReport:
             "bot_audio_s": round(self.bot_audio_s, 2),
             "kill_audio": self.kill_audio,
             "hung_up_by": self.hung_up_by,
+            "escalated": self.escalated,
             "close_code": self.close_code,
             "close_reason": self.close_reason,
             "error": self.error,
@@ -171,6 +182,7 @@ async def run_call(
             url, subprotocols=[subprotocol], max_size=2**22, open_timeout=10
         ) as ws:
             await ws.send(call.raw_metadata or call.meta.to_json())
+            report.connected = True
             if hooks is not None:
                 hooks.connected(ForkControl(ws, far, report))
             sender = asyncio.create_task(_stream(ws, mic, mic_done, frame_bytes))
@@ -181,6 +193,11 @@ async def run_call(
                 sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
                     await sender
+            if report.escalated and not receiver.done():
+                # handed over: a caller on hold does not hang up on the bot; the bot's
+                # side closes the fork and the switch keeps the call for a person
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(receiver), call.max_wait_s)
             if not receiver.done():
                 report.hung_up_by = "caller"
                 await ws.close(1000, "caller hung up")
@@ -190,7 +207,7 @@ async def run_call(
             report.close_reason = report.close_reason or (ws.close_reason or "")
     except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError) as exc:
         report.error = f"{type(exc).__name__}: {exc}"
-        if hooks is not None and report.close_code is None and not report.hung_up_by:
+        if hooks is not None and not report.connected:
             hooks.connect_failed(type(exc).__name__)
     report.duration_s = time.monotonic() - started
     report.bot_audio_s = len(report.bot_audio) / 2 / rate
@@ -235,9 +252,10 @@ async def _receive(ws, far: _FarEnd, report: CallReport, hooks: ForkHooks | None
                     hooks.kill_audio()
                 for name in far.kill():
                     await ws.send(_mark_report(name, "cleared"))
-            elif hooks is not None and cmd.type in ("transfer", "disconnect", "transcription",
-                                                    "error", "json"):
-                hooks.server_event(cmd.type, cmd.data)
+            elif cmd.type in ("transfer", "disconnect", "transcription", "error", "json"):
+                report.escalated = report.escalated or cmd.type == "transfer"
+                if hooks is not None:
+                    hooks.server_event(cmd.type, cmd.data)
             elif cmd.type == "mark":
                 far.pending_marks.append((far.playing_until, cmd.data.get("name", "")))
                 asyncio.get_running_loop().call_later(
@@ -309,7 +327,7 @@ async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sen
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(asyncio.shield(greet), call.max_wait_s)
     for turn in call.turns:
-        if receiver.done():
+        if receiver.done() or report.escalated:
             break
         if turn.barge_in_after_s is None:
             await _wait_bot_quiet(far, call.pause_s, call.max_wait_s, receiver)
@@ -330,6 +348,7 @@ async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sen
             first = far.wait_first_audio(time.monotonic())
             await asyncio.wait([first, receiver], timeout=call.max_wait_s,
                                return_when=asyncio.FIRST_COMPLETED)
+            report.turns_done += first.done() or not receiver.done()
             continue
         pcm = turn.audio.astype("<i2").tobytes()
         pcm += bytes((-len(pcm)) % frame_bytes)
@@ -347,5 +366,8 @@ async def _converse(call, far, mic, mic_done, report, frame_bytes, receiver, sen
         await asyncio.wait([first, receiver], timeout=call.max_wait_s,
                            return_when=asyncio.FIRST_COMPLETED)
         report.turn_latency_s.append(first.result() - speech_end if first.done() else None)
+        report.turns_done += first.done() or not receiver.done()
+    if report.escalated:
+        return  # on hold now: nothing more to say to the bot
     # let the last answer play out; the bot may close the call itself
     await _wait_bot_quiet(far, call.hangup_after_s, call.max_wait_s, receiver)

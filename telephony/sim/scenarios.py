@@ -36,6 +36,9 @@ class Scenario(BaseModel):
     sample_rate: Literal[8000, 16000] = 16000
     playback: Literal["binary", "playAudio"] = "binary"
     customer: dict[str, Any] = Field(default_factory=dict)
+    hold_s: float = Field(30.0, ge=0, le=3600, description="after the bot hands the call "
+                          "over, how long the caller waits on hold for a person before "
+                          "hanging up (counted as abandoned)")
 
 
 class ScenarioError(ValueError):
@@ -107,4 +110,4 @@ def build_call(scenario: Scenario, voice, call_uuid: str | None = None) -> Simul
         playback=scenario.playback,
         customer=dict(scenario.customer),
     )
-    return SimulatedCall(meta, turns)
+    return SimulatedCall(meta, turns, hold_s=scenario.hold_s)

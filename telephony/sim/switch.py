@@ -18,10 +18,18 @@ A call transferred to an agent extension goes through the dialplan's ``bridge`` 
 FreeSWITCH: a B-leg to the agent's phone (``CHANNEL_CREATE`` with ``Other-Type:
 originator``, the A-leg's uuid as ``Other-Leg-Unique-ID`` and ``variable_originator``),
 which rings for `agent_ring_s`, answers, and bridges (``CHANNEL_BRIDGE`` on the A-leg);
-the agent talks for `agent_talk_s` and hangs up, which unbridges and, with
-``hangup_after_bridge``, hangs up the caller. Killing either leg of a bridge ends both.
-``uuid_bridge`` joins two existing channels. A channel whose fork the bot closed stays
-parked until the controller hangs it up (or the caller gives up after `linger_s`).
+the agent talks for `agent_talk_s` (None: until someone hangs up) and hangs up, which
+unbridges and, with ``hangup_after_bridge``, hangs up the caller. Killing either leg of a
+bridge ends both. ``uuid_bridge`` joins two existing channels. A channel whose fork the
+bot closed stays parked until the controller hangs it up (or the caller gives up after
+`linger_s`). A caller the bot handed over (a ``transfer`` on the fork) waits on hold for
+the call's `hold_s` and then hangs up (`SimChannel.abandoned`), as real callers do.
+
+Supervisors: ``originate {vars}loopback/<ext>/<context> &eavesdrop(<uuid>)`` rings the
+supervisor's phone and joins the call (`SimChannel.eavesdrop` names the call and the
+mode, from ``eavesdrop_whisper_aleg``/``_bleg``: listen, whisper to the agent, or barge);
+``uuid_recv_dtmf <leg> 0|1|3`` switches listen / whisper / barge as the eavesdrop
+application does on those keys; the eavesdropper is hung up when the call ends.
 
 ``uuid_audio_fork`` and ``uuid_broadcast`` arguments are split as FreeSWITCH splits them
 (`fs_args.separate_string`, with the modules' argv sizes), so a command line the real
@@ -32,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import json
 import logging
@@ -62,6 +71,8 @@ CallerScript = Callable[[str, str, int, str], "SimulatedCall | None | Awaitable[
 kind is "person" or "machine". None: a caller who says nothing and hangs up."""
 
 _DIAL = re.compile(r"^(?:\{(?P<vars>.*?)(?<!\\)\})?sofia/gateway/(?P<gw>[^/\s]+)/(?P<num>\S+)$")
+_LOOPBACK = re.compile(r"^(?:\{(?P<vars>.*?)(?<!\\)\})?loopback/(?P<ext>[^/\s]+)/(?P<ctx>\S+)$")
+_EAVESDROP_APP = re.compile(r"^\s*&eavesdrop\((?P<uuid>[A-Za-z0-9-]+)\)\s*$")
 FORK = "mod_audio_fork::"
 
 
@@ -113,7 +124,16 @@ class SimChannel:
         self.control: ForkControl | None = None
         self.fork_rate = 8000
         self._fork: asyncio.Task | None = None
+        self.bug = False  # mod_audio_fork's media bug is on the channel (until stop/hangup)
+        self.caller: SimulatedCall | None = None  # who talks on the forks, once chosen
+        self.turns_done = 0  # the caller's turns the bot got, over every fork so far
+        self.fork_reports: list[CallReport] = []  # one per fork, in order
         self._after: asyncio.Task | None = None
+        self._hold: asyncio.Task | None = None
+        self.on_hold_since: float | None = None  # the bot handed the call over
+        self.abandoned = False  # hung up on hold: nobody took the call in time
+        self.eavesdrop: tuple[str, str] | None = None  # a supervisor leg: (call, mode)
+        self.eavesdrop_modes: list[str] = []  # every mode the supervisor used, in order
         self.done = asyncio.Event()
 
     @property
@@ -187,7 +207,7 @@ class SimChannel:
         self.hangup_cause = cause
         self.callstate = "HANGUP"
         current = asyncio.current_task()
-        for task in (self._fork, self._after):
+        for task in (self._fork, self._after, self._hold):
             if task is not None and task is not current and not task.done():
                 task.cancel()
         await self.fire("CHANNEL_HANGUP", **{"Hangup-Cause": cause, "Answer-State": "hangup"})
@@ -195,6 +215,8 @@ class SimChannel:
                                                       "Answer-State": "hangup"})
         self.switch.hung_up(self)
         self.done.set()
+        for listener in self.switch.eavesdroppers(self.uuid):
+            await listener.hangup("NORMAL_CLEARING")  # eavesdrop ends with the call
         other = self.other_leg
         if other is not None and other.hangup_cause is None:
             # the bridge ends; hangup_after_bridge (configs/freeswitch/dialplan) ends the
@@ -202,19 +224,54 @@ class SimChannel:
             await other.fire("CHANNEL_UNBRIDGE", **{"Other-Leg-Unique-ID": self.uuid})
             await other.hangup(cause)
 
-    def start_fork(self, url: str, rate: int, metadata: str | None) -> None:
+    def start_fork(self, url: str, rate: int, metadata: str | None) -> bool:
+        """False when a fork's media bug is still on the channel (the module refuses a
+        second ``start``; ``stop`` removes the bug, also after the websocket dropped)."""
+        if self.bug:
+            return False
+        self.bug = True
         self.fork_rate = rate
+        if self._after is not None and not self._after.done():
+            self._after.cancel()  # forked again: the caller no longer waits to give up
         self._fork = self.switch.spawn(self._run_fork(url, rate, metadata))
+        return True
+
+    def stop_fork(self) -> bool:
+        if not self.bug:
+            return False
+        self.bug = False
+        self.control = None
+        if self._fork is not None and self._fork is not asyncio.current_task():
+            self._fork.cancel()
+        return True
 
     async def _run_fork(self, url: str, rate: int, metadata: str | None) -> None:
-        call = self.switch.callers(self.destination, self.uuid, rate, self.kind)
-        if inspect.isawaitable(call):
-            call = await call
-        if call is None:
-            call = SimulatedCall(ForkMetadata(self.uuid, rate), turns=[], hangup_after_s=3.0)
-        call.raw_metadata = metadata or ForkMetadata(self.uuid, rate).to_json()
+        if self.caller is None:
+            call = self.switch.callers(self.destination, self.uuid, rate, self.kind)
+            if inspect.isawaitable(call):
+                call = await call
+            if call is None:
+                call = SimulatedCall(ForkMetadata(self.uuid, rate), turns=[], hangup_after_s=3.0)
+            self.caller = call
+        # a fork started again (its gateway replica was lost) carries on the same
+        # conversation: the caller goes on with what they had not said yet
+        call = dataclasses.replace(self.caller, turns=self.caller.turns[self.turns_done:],
+                                   raw_metadata=metadata or ForkMetadata(self.uuid, rate).to_json())
         self.report = await run_call(url, call, hooks=self)
+        self.fork_reports.append(self.report)
+        self.turns_done += self.report.turns_done
         if self.hangup_cause is not None or self.transferred_to or self.bridged_to:
+            return
+        if self.report.dropped:
+            # mod_audio_fork's CONNECTION_DROPPED: ``disconnect`` without a body (the bot's
+            # own disconnect message carries one); the bug stays until ``stop``, and the
+            # caller hears silence until the controller acts or they give up
+            await self.fire_fork("disconnect")
+            self._after = self.switch.spawn(self._linger(self.switch.linger_s, "NORMAL_CLEARING"))
+            return
+        if self.report.escalated:  # on hold for a person, who may never come
+            self.on_hold_since = asyncio.get_running_loop().time()
+            self._hold = self.switch.spawn(self._wait_on_hold(call.hold_s))
             return
         if self.report.hung_up_by == "caller" and not self.report.error:
             await self.hangup("NORMAL_CLEARING")
@@ -222,12 +279,24 @@ class SimChannel:
             # channel stays parked until the controller acts or the caller gives up
             self._after = self.switch.spawn(self._linger(self.switch.linger_s, "NORMAL_CLEARING"))
 
+    async def _wait_on_hold(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self.transferred_to or self.bridged_to:
+            return
+        self.abandoned = True
+        await self.hangup("NORMAL_CLEARING")
+
+    def _off_hold(self) -> None:
+        if self._hold is not None and self._hold is not asyncio.current_task():
+            self._hold.cancel()
+
     async def _linger(self, seconds: float, cause: str) -> None:
         await asyncio.sleep(seconds)
         await self.hangup(cause)
 
     def transfer(self, extension: str) -> None:
         self.transferred_to = extension
+        self._off_hold()
         if self._fork is not None:
             self._fork.cancel()
         self._after = self.switch.spawn(self.switch.dial_agent(self, extension))
@@ -235,6 +304,7 @@ class SimChannel:
     async def bridge(self, other: SimChannel) -> None:
         self.other_leg, other.other_leg = other, self
         self.bridged_to = other.uuid
+        self._off_hold()
         if self._fork is not None:
             self._fork.cancel()
         await self.fire("CHANNEL_BRIDGE", **{"Bridge-A-Unique-ID": self.uuid,
@@ -246,7 +316,7 @@ class SimulatedSwitch:
 
     def __init__(self, password: str, model: ChannelModel | None = None,
                  callers: CallerScript | None = None, host: str = "127.0.0.1",
-                 port: int = 0, linger_s: float = 5.0, agent_talk_s: float = 2.0,
+                 port: int = 0, linger_s: float = 5.0, agent_talk_s: float | None = 2.0,
                  agent_ring_s: float = 0.3):
         self.model = model or ChannelModel()
         self.callers: CallerScript = callers or (lambda *_: None)
@@ -305,17 +375,67 @@ class SimulatedSwitch:
             return
         await b_leg.answer()
         await a_leg.bridge(b_leg)
+        if self.agent_talk_s is None:
+            return  # the agent stays on until someone hangs up
         await asyncio.sleep(self.agent_talk_s)
         await b_leg.hangup("NORMAL_CLEARING")
 
+    def eavesdroppers(self, call_uuid: str) -> list[SimChannel]:
+        return [c for c in self.channels.values()
+                if c.eavesdrop is not None and c.eavesdrop[0] == call_uuid]
+
+    async def _eavesdrop(self, args: str, dial: str) -> str:
+        """``originate {vars}loopback/<ext>/<context> &eavesdrop(<uuid>)``: the
+        supervisor's phone rings, answers, and listens in on the call."""
+        match = _LOOPBACK.match(dial)
+        app = _EAVESDROP_APP.search(args[len(dial):])
+        if match is None or app is None:
+            return "-ERR CHAN_NOT_IMPLEMENTED\n"
+        variables = parse_variables(match["vars"] or "")
+        leg_uuid = variables.get("origination_uuid") or str(uuid.uuid4())
+        whisper = (variables.get("eavesdrop_whisper_aleg") == "true",
+                   variables.get("eavesdrop_whisper_bleg") == "true")
+        mode = {(False, True): "whisper", (True, True): "barge"}.get(whisper, "listen")
+        leg = SimChannel(self, leg_uuid, "outbound", match["ext"], variables)
+        self.channels[leg_uuid] = leg
+        self.sessions_total += 1
+        await leg.fire("CHANNEL_CREATE", **{"Answer-State": "ringing"})
+        await asyncio.sleep(self.agent_ring_s)
+        if leg.hangup_cause is not None:
+            return f"-ERR {leg.hangup_cause}\n"
+        await leg.answer()
+        if app["uuid"] not in self.channels:  # nothing to listen to: the app ends
+            await leg.hangup("NORMAL_CLEARING")
+            return f"+OK {leg_uuid}\n"
+        leg.eavesdrop = (app["uuid"], mode)
+        leg.eavesdrop_modes.append(mode)
+        await leg.fire("CHANNEL_EXECUTE", Application="eavesdrop",
+                       **{"Application-Data": app["uuid"]})
+        return f"+OK {leg_uuid}\n"
+
+    async def _cmd_uuid_recv_dtmf(self, args: str) -> str:
+        parts = args.split()
+        channel = self.channels.get(parts[0]) if parts else None
+        if channel is None or len(parts) < 2:
+            return "-ERR no such channel\n"
+        if channel.eavesdrop is not None:
+            mode = {"0": "listen", "1": "whisper", "3": "barge"}.get(parts[1][-1])
+            if mode is not None:
+                channel.eavesdrop = (channel.eavesdrop[0], mode)
+                channel.eavesdrop_modes.append(mode)
+        return "+OK\n"
+
     async def inbound_call(self, destination: str, caller: SimulatedCall,
-                           bot: str = "inbound_shop", caller_id: str = "+15550100999") -> SimChannel:
+                           bot: str = "inbound_shop", caller_id: str = "+15550100999",
+                           variables: dict[str, str] | None = None) -> SimChannel:
         """A call arrives for a bot number. The dialplan (configs/freeswitch/dialplan)
         marks it ``callfleet_bot``, answers and parks it; the ESL controller then starts
-        its media fork, and `caller` talks on it."""
+        its media fork, and `caller` talks on it. `variables`: more channel variables
+        the dialplan would set (e.g. ``callfleet_customer_tier`` from a CRM lookup)."""
         call_uuid = caller.meta.call_uuid
         channel = SimChannel(self, call_uuid, "inbound", destination,
-                             {"origination_caller_id_number": caller_id, "callfleet_bot": bot})
+                             {"origination_caller_id_number": caller_id, "callfleet_bot": bot,
+                              **(variables or {})})
         self.channels[call_uuid] = channel
         self.sessions_total += 1
         self.callers = _with_inbound(self.callers, call_uuid, caller)
@@ -346,6 +466,8 @@ class SimulatedSwitch:
 
     async def _cmd_originate(self, args: str) -> str:
         dial = _dial_string(args)
+        if "loopback/" in dial:
+            return await self._eavesdrop(args, dial)
         match = _DIAL.match(dial)
         if match is None:
             return "-ERR INVALID_GATEWAY\n" if "sofia/" in dial else "-ERR CHAN_NOT_IMPLEMENTED\n"
@@ -384,8 +506,9 @@ class SimulatedSwitch:
         if action == "start":
             if len(parts) < 5 or parts[4] not in ("8k", "16k"):
                 return "-USAGE: <uuid> start <wss-url> <mono|mixed|stereo> <8k|16k> [metadata]\n"
-            channel.start_fork(parts[2], 8000 if parts[4] == "8k" else 16000,
-                               parts[5] if len(parts) > 5 else None)
+            if not channel.start_fork(parts[2], 8000 if parts[4] == "8k" else 16000,
+                                      parts[5] if len(parts) > 5 else None):
+                return "-ERR Operation Failed\n"  # a bug is already attached
             return "+OK Success\n"
         if action == "send_text" and channel.control is not None:
             if len(parts) < 3:
@@ -395,8 +518,7 @@ class SimulatedSwitch:
             except Exception:  # the websocket has gone
                 return "-ERR Operation Failed\n"
             return "+OK Success\n"
-        if action == "stop" and channel._fork is not None:
-            channel._fork.cancel()
+        if action == "stop" and channel.stop_fork():
             return "+OK Success\n"
         return "-ERR Operation Failed\n"
 

@@ -18,10 +18,10 @@ __all__ = ["FakeCallDirectory", "FakeLeads", "live_call"]
 
 def live_call(call_uuid: str, phase: str = "bot", *, direction: str = "inbound",
               caller: str = "+15550100111", callee: str = "+15550100999",
-              answered_at: float | None = None, **variables: str) -> LiveCall:
+              answered_at: float | None = None, forks: int = 0, **variables: str) -> LiveCall:
     """A controller record; `variables` are given without their ``callfleet_`` prefix."""
     return LiveCall(call_uuid, phase, direction, caller, callee,
-                    {f"callfleet_{k}": v for k, v in variables.items()}, answered_at)
+                    {f"callfleet_{k}": v for k, v in variables.items()}, answered_at, forks)
 
 
 class FakeCallDirectory:
@@ -44,9 +44,10 @@ class FakeCallDirectory:
         self._check()
         return call_uuid in self.seen
 
-    async def attach(self, call_uuid: str, owner: str, ttl_s: int) -> bool:
+    async def attach(self, call_uuid: str, owner: str, ttl_s: int, generation: int = 0) -> bool:
         self._check()
-        if call_uuid in self.leases:
+        held = self.leases.get(call_uuid)
+        if held is not None and int(held.split(".", 1)[0] if "." in held else 0) >= generation:
             return False
         self.leases[call_uuid] = owner
         self.seen.add(call_uuid)  # the gateway stores the call's context once it runs

@@ -19,7 +19,8 @@ def cluster_settings(tmp_path_factory, trained_registry):
         state_dir=str(state),
         registry_path=str(trained_registry.root),
         redis_port=6491,
-        ray={"gcs_port": 6490, "num_cpus": 2},
+        # the job server too: `ray job submit … -- callfleet deploy` (test_job_deploy.py)
+        ray={"gcs_port": 6490, "num_cpus": 2, "metrics_port": 6492, "dashboard_port": 8165},
         serve={"http_port": 8100},
         gateway={"media_port": 8101},
         # the FreeSWITCH simulator on a port of its own; fast, mostly answered calls

@@ -23,10 +23,11 @@ from cluster.dialer.campaign import CampaignConfig
 from cluster.dialer.leads import Lead
 from cluster.dialer.store import DialerStore
 from cluster.records.conversations import RedisConversionCounter
+from cluster.records.outbox import OUTBOX
 from cluster.records.webhooks import WebhookSender
 from cluster.runtime.redis_server import EmbeddedRedis
 from configs.settings import WebhookSettings
-from deployments.gateway.bot_actions import CALLBACKS, TICKETS, FloorActions
+from deployments.gateway.bot_actions import CALLBACKS, FloorActions
 from telephony.media_fork import ForkMetadata
 from tests.fakes.call import until
 from tests.fakes.dialer import free_port
@@ -137,16 +138,23 @@ async def test_an_outbound_call_without_a_known_lead_blocks_nobody(
 # ---- tickets, callbacks, webhooks ---------------------------------------------------------------
 
 
-async def test_a_ticket_is_queued_for_the_back_office_with_the_call(
+def tickets(db: redis.Redis) -> list[dict[str, Any]]:
+    """The ticket events in the records outbox (the record writer makes them tickets)."""
+    docs = [json.loads(fields["e"]) for _id, fields in db.xrange(OUTBOX)]
+    return [d for d in docs if d["kind"] == "ticket.create"]
+
+
+async def test_a_ticket_goes_to_the_records_outbox_with_the_call(
         floor: FloorActions, db: redis.Redis) -> None:
     before = time.time()
     ticket = Ticket("refunds", "Refund A1001", "high", {"order_id": "A1001"})
     await floor.carry_out(inbound(), state(), (ticket,))
-    (raw,) = db.lrange(TICKETS, 0, -1)
-    doc = json.loads(raw)
-    assert doc.pop("at") >= before
-    assert doc == {"kind": "ticket", "queue": "refunds", "subject": "Refund A1001",
-                   "priority": "high", "fields": {"order_id": "A1001"}, "call_uuid": "call-1"}
+    (doc,) = tickets(db)
+    assert doc.pop("at") >= before and doc.pop("id").startswith("tk-")
+    assert doc == {"v": 1, "kind": "ticket.create", "call_uuid": "call-1", "queue": "refunds",
+                   "subject": "Refund A1001", "priority": "high",
+                   "fields": {"order_id": "A1001"}, "tier": None, "vip": False,
+                   "anger": 0.0, "phone": CALLER, "bot": "shop"}
 
 
 async def test_a_callback_is_scheduled_with_the_campaign_and_lead(
@@ -175,7 +183,7 @@ async def test_without_webhooks_configured_a_webhook_message_is_dropped_quietly(
                                                      Ticket("q", "s", "low", {})))
     finally:
         await actions.aclose()
-    assert db.llen(TICKETS) == 1
+    assert len(tickets(db)) == 1
 
 
 # ---- A/B counts ------------------------------------------------------------------------------------
@@ -224,7 +232,7 @@ async def test_a_failing_action_does_not_stop_the_turns_other_actions(
                 DoNotCall("stop")))
     finally:
         await actions.aclose()
-    assert db.llen(TICKETS) == 1 and await blocked(redis_server.url, CALLER)
+    assert len(tickets(db)) == 1 and await blocked(redis_server.url, CALLER)
     assert "WebhookMessage" in caplog.text and "ConnectionError" in caplog.text
     assert CALLER not in caplog.text  # no personal data in the log
 

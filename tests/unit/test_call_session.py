@@ -159,7 +159,8 @@ async def test_a_call_that_moved_here_mid_call_resumes_where_it_was(bot: ScriptB
                          intent=ORDER)
     await bot.on_turn(state, TurnInput("where is my order", ORDER))
     call = await started(recorder=FakeRecorder({"call-1": ResumedCall(state, (earlier,))}))
-    assert call.models.spoken == ["Anything else?"]  # the current question, not the greeting
+    # a short apology (gateway.resume_prompt), then the current question, not the greeting
+    assert call.models.spoken == [GatewaySettings().resume_prompt, "Anything else?"]
     assert call.sink.calls == []  # not a new call: not counted again
     call.session.on_text(dtmf("0"))
     await asyncio.wait_for(call.session.finished.wait(), 5)

@@ -189,7 +189,7 @@ async def test_hanging_up_a_bridged_caller_ends_the_agent_leg_and_resync_skips_i
     b_leg = a_leg.other_leg
     # a reconnect while bridged: the channel list holds both legs, the B-leg is not adopted
     assert switch.esl.drop_connections() == 1
-    await wait_for(lambda: ctl.resyncs >= 1 and ctl.connected, 10)
+    await wait_for(lambda: ctl.resyncs >= 2 and ctl.connected, 10)
     assert list(ctl.calls) == [UUID] and not record.ended
     await ctl.hangup(UUID)
     await wait_for(lambda: record.ended)
@@ -206,7 +206,7 @@ async def test_lost_event_socket_reconnects_and_resyncs(rig):
     await wait_for(lambda: not ctl.connected, 5)
     # while we are cut off, FreeSWITCH ends the call: we never see its hangup event
     await switch.channels[UUID].hangup("NORMAL_CLEARING")
-    await wait_for(lambda: ctl.connected and ctl.resyncs == 1, 15)
+    await wait_for(lambda: ctl.connected and ctl.resyncs == 2, 15)
     await wait_for(lambda: ctl.calls[UUID].ended)
     assert ctl.calls[UUID].hangup_cause in ("NORMAL_CLEARING", "LOST_WHILE_DISCONNECTED")
     # and the controller works again

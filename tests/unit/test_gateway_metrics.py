@@ -1,22 +1,23 @@
 """Turn metrics on the gateway (`deployments.gateway.metrics.MeteredRecorder`): p50/p95 per
 stage over the recent window (what `GET /metrics/turns` and `callfleet status` show), the
-Prometheus histogram and call counters, and that every record still reaches the real
-recorder. Ray's metric objects are swapped for in-process ones to read them back; one test
-keeps the real ones and checks they need no Ray worker (nothing starts Ray here)."""
+turn-stage histogram, active calls and call counters as recorded to the metrics interface
+(an in-memory recorder here), and that every record still reaches the real recorder. One
+test keeps Ray's own metrics and checks they need no Ray worker (nothing starts Ray here)."""
 
 from __future__ import annotations
-
-from typing import Any
 
 import pytest
 import ray
 
 from bots.script.state import DialogState
-from deployments.gateway import metrics as gateway_metrics
-from deployments.gateway.metrics import MeteredRecorder
+from cluster.actors.metrics import RayMetrics
+from deployments.gateway.metrics import MeteredRecorder, end_reason_label
 from telephony.call_data import STAGES, CallOutcome, Handover, ResumedCall, TurnRecord, TurnTiming
+from telephony.call_session import MAX_CALL_REASON
 from telephony.media_fork import ForkMetadata
+from telephony.metrics import CALLS_ACTIVE, CALLS_ENDED, CALLS_STARTED, TURN_STAGE
 from tests.fakes.call import FakeRecorder
+from tests.fakes.metrics import MemoryMetrics
 
 pytestmark = pytest.mark.unit
 
@@ -25,47 +26,9 @@ STATE = DialogState(script="shop")
 STAGE_NAMES = [s.removesuffix("_ms") for s in STAGES]
 
 
-class _Metric:
-    def __init__(self, name: str, description: str = "", boundaries: Any = None,
-                 tag_keys: tuple[str, ...] = ()) -> None:
-        self.name, self.boundaries, self.tag_keys = name, boundaries, tuple(tag_keys)
-        self.values: list[tuple[float, dict[str, str]]] = []
-
-    def by_tag(self, key: str) -> dict[str, list[float]]:
-        out: dict[str, list[float]] = {}
-        for value, tags in self.values:
-            out.setdefault(tags.get(key, ""), []).append(value)
-        return out
-
-
-class FakeHistogram(_Metric):
-    def observe(self, value: float, tags: dict[str, str] | None = None) -> None:
-        self.values.append((value, dict(tags or {})))
-
-
-class FakeCounter(_Metric):
-    def inc(self, value: float = 1.0, tags: dict[str, str] | None = None) -> None:
-        self.values.append((value, dict(tags or {})))
-
-
-class FakeMetrics:
-    """Stands in for `ray.util.metrics`; keeps every metric made, by name."""
-
-    def __init__(self) -> None:
-        self.made: dict[str, _Metric] = {}
-
-    def Histogram(self, name: str, **kwargs: Any) -> FakeHistogram:  # noqa: N802 - Ray's name
-        return self.made.setdefault(name, FakeHistogram(name, **kwargs))
-
-    def Counter(self, name: str, **kwargs: Any) -> FakeCounter:  # noqa: N802 - Ray's name
-        return self.made.setdefault(name, FakeCounter(name, **kwargs))
-
-
 @pytest.fixture
-def exported(monkeypatch: pytest.MonkeyPatch) -> FakeMetrics:
-    fake = FakeMetrics()
-    monkeypatch.setattr(gateway_metrics, "metrics", fake)
-    return fake
+def exported() -> MemoryMetrics:
+    return MemoryMetrics()
 
 
 def speech_turn(n: int, ms: float, first_audio: bool = True) -> TurnRecord:
@@ -80,7 +43,7 @@ def speech_turn(n: int, ms: float, first_audio: bool = True) -> TurnRecord:
 
 
 async def test_the_summary_gives_p50_and_p95_per_stage_over_recent_turns(exported) -> None:
-    recorder = MeteredRecorder(FakeRecorder())
+    recorder = MeteredRecorder(FakeRecorder(), exported)
     for i in range(1, 101):  # endpoint 1..100 ms, first audio 6..600 ms
         await recorder.turn("call-1", speech_turn(i, float(i)), STATE)
     summary = recorder.summary()
@@ -92,7 +55,7 @@ async def test_the_summary_gives_p50_and_p95_per_stage_over_recent_turns(exporte
 
 
 async def test_the_window_keeps_only_the_latest_turns(exported) -> None:
-    recorder = MeteredRecorder(FakeRecorder(), window=10)
+    recorder = MeteredRecorder(FakeRecorder(), exported, window=10)
     for ms in [5000.0] * 50 + [100.0] * 10:  # a slow start, then ten quick turns
         await recorder.turn("call-1", speech_turn(1, ms), STATE)
     summary = recorder.summary()
@@ -101,7 +64,7 @@ async def test_the_window_keeps_only_the_latest_turns(exported) -> None:
 
 
 async def test_keys_silence_and_unmeasured_stages_do_not_skew_the_figures(exported) -> None:
-    recorder = MeteredRecorder(FakeRecorder())
+    recorder = MeteredRecorder(FakeRecorder(), exported)
     assert recorder.summary() == {"turns": 0, **{s: {"p50_ms": None, "p95_ms": None}
                                                   for s in STAGE_NAMES}}
     await recorder.turn("call-1", TurnRecord(n=1, bot="Hours?", bot_state="s", dtmf="1"), STATE)
@@ -119,26 +82,46 @@ async def test_keys_silence_and_unmeasured_stages_do_not_skew_the_figures(export
 
 
 async def test_each_measured_stage_is_observed_in_the_histogram(exported) -> None:
-    recorder = MeteredRecorder(FakeRecorder())
+    recorder = MeteredRecorder(FakeRecorder(), exported)
     await recorder.turn("call-1", speech_turn(1, 10.0, first_audio=False), STATE)
     await recorder.turn("call-1", TurnRecord(n=2, bot="x", bot_state="s", dtmf="5"), STATE)
-    stage = exported.made["callfleet_turn_stage_ms"]
-    assert stage.tag_keys == ("stage",) and stage.boundaries[0] == 50
-    assert stage.by_tag("stage") == {"endpoint": [10.0], "prep": [20.0], "asr": [30.0],
-                                     "asr_engine": [10.0], "nlu": [40.0], "bot": [50.0]}
+    assert TURN_STAGE.boundaries[0] == 50
+    assert exported.by_label(TURN_STAGE, "stage") == {
+        "endpoint": [10.0], "prep": [20.0], "asr": [30.0], "asr_engine": [10.0], "nlu": [40.0],
+        "bot": [50.0]}
 
 
-async def test_calls_started_and_ended_are_counted_with_the_reason(exported) -> None:
-    recorder = MeteredRecorder(FakeRecorder())
+async def test_calls_started_and_ended_are_counted_with_a_reason_from_a_closed_set(
+        exported) -> None:
+    recorder = MeteredRecorder(FakeRecorder(), exported)
     for reason in ("escalated", "caller hung up", "escalated", "",
-                   "protocol error: " + "x" * 80):
+                   "protocol error: " + "x" * 80, MAX_CALL_REASON):
         await recorder.call_started(META)
         await recorder.call_ended("call-1", CallOutcome(reason=reason))
-    started = exported.made["callfleet_calls_started"]
-    ended = exported.made["callfleet_calls_ended"]
-    assert sum(v for v, _ in started.values) == 5
-    assert {k: len(v) for k, v in ended.by_tag("reason").items()} == {
-        "escalated": 2, "caller hung up": 1, "unknown": 1, ("protocol error: " + "x" * 80)[:40]: 1}
+    assert exported.count(CALLS_STARTED) == 6
+    assert {k: len(v) for k, v in exported.by_label(CALLS_ENDED, "reason").items()} == {
+        "escalated": 2, "caller_hung_up": 1, "other": 1, "protocol_error": 1,
+        "max_call_length": 1}
+
+
+async def test_active_calls_follow_calls_starting_and_ending(exported) -> None:
+    recorder = MeteredRecorder(FakeRecorder(), exported)
+    assert exported.gauge(CALLS_ACTIVE) == 0  # an idle replica shows 0
+    for n in range(3):
+        await recorder.call_started(ForkMetadata(call_uuid=f"call-{n}", sample_rate=8000))
+    assert exported.gauge(CALLS_ACTIVE) == 3
+    await recorder.call_ended("call-1", CallOutcome(reason="caller hung up"))
+    await recorder.call_ended("call-1", CallOutcome(reason="caller hung up"))  # twice: once
+    assert exported.gauge(CALLS_ACTIVE) == 2
+    await recorder.call_ended("call-unknown", CallOutcome())
+    assert exported.gauge(CALLS_ACTIVE) == 2
+
+
+def test_end_reasons_become_labels_without_free_text() -> None:
+    assert end_reason_label("bot closed the call") == "bot_closed"
+    assert end_reason_label("connection lost") == "connection_lost"
+    assert end_reason_label("protocol error: frame of 3 bytes") == "protocol_error"
+    assert end_reason_label(None) == end_reason_label("anything else") == "other"
 
 
 # ---- delegation ----------------------------------------------------------------------------------
@@ -148,7 +131,7 @@ async def test_every_record_reaches_the_real_recorder_unchanged(exported) -> Non
     resumed = ResumedCall(DialogState(script="shop", state="order"), ())
     inner = FakeRecorder({"call-1": resumed})
     inner.redis = "the inner recorder's client"  # e.g. what the gateway's health check pings
-    recorder = MeteredRecorder(inner)
+    recorder = MeteredRecorder(inner, exported)
     assert await recorder.call_started(META) is resumed
     turn = speech_turn(1, 10.0)
     await recorder.turn("call-1", turn, STATE)
@@ -163,7 +146,7 @@ async def test_rays_metric_objects_work_without_a_ray_worker() -> None:
     # the real ray.util.metrics, in a process that has not joined a cluster (when another
     # test in this worker process has, it must at least not be changed by recording)
     joined = ray.is_initialized()
-    recorder = MeteredRecorder(FakeRecorder())
+    recorder = MeteredRecorder(FakeRecorder(), RayMetrics())
     await recorder.call_started(META)
     await recorder.turn("call-1", speech_turn(1, 10.0), STATE)
     await recorder.call_ended("call-1", CallOutcome())

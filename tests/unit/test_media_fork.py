@@ -251,7 +251,7 @@ def test_clear_marks_wire_text() -> None:
 
 
 def test_disconnect_wire_text() -> None:
-    assert media_fork.disconnect() == '{"type":"disconnect"}'
+    assert media_fork.disconnect() == '{"type":"disconnect","data":{"reason":"bot closed the call"}}'
 
 
 def test_play_audio_structure() -> None:

@@ -35,6 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from training.models.remote import RemoteRegistryError, RemoteStore
+
 __all__ = [
     "BUILD_COMMANDS",
     "REQUIRED_META_KEYS",
@@ -115,13 +117,20 @@ class StagedVersion:
 
 
 class ModelRegistry:
-    """Versioned model folders under `root`, one sub-folder per model kind."""
+    """Versioned model folders under `root`, one sub-folder per model kind.
 
-    def __init__(self, root: str | os.PathLike):
+    With `remote` (an fsspec URL, training/models/remote.py) the registry lives on object
+    storage and `root` is this node's cache of it: what is promoted and which versions
+    exist are read there, a version is downloaded once when first used, and a commit or
+    promotion is written through to it."""
+
+    def __init__(self, root: str | os.PathLike, remote: str | None = None):
         self.root = Path(root).expanduser()
+        self.remote = RemoteStore(remote) if remote else None
 
     def __repr__(self) -> str:
-        return f"ModelRegistry({str(self.root)!r})"
+        where = f", remote={self.remote.url!r}" if self.remote else ""
+        return f"ModelRegistry({str(self.root)!r}{where})"
 
     # -- writing -----------------------------------------------------------------------
 
@@ -182,6 +191,8 @@ class ModelRegistry:
         final = self._kind_dir(kind) / version
         os.rename(staged, final)
         log.info("committed model %s/%s", kind, version)
+        if self.remote is not None:
+            self.remote.upload(final, kind, version)
         return VersionInfo(path=final, version=version, meta=full)
 
     def update_meta(self, kind: str, version: str, metrics: dict[str, Any]) -> VersionInfo:
@@ -192,7 +203,10 @@ class ModelRegistry:
         """
         info = self.get(kind, version)
         meta = {**info.meta, "metrics": {**info.metrics, **metrics}}
-        _write_atomic(info.path / META_FILE, json.dumps(meta, indent=2) + "\n")
+        text = json.dumps(meta, indent=2) + "\n"
+        _write_atomic(info.path / META_FILE, text)
+        if self.remote is not None:
+            self.remote.write_text(text, kind, info.version, META_FILE)
         return VersionInfo(path=info.path, version=info.version, meta=meta)
 
     def discard(self, kind: str, version: str) -> None:
@@ -203,6 +217,8 @@ class ModelRegistry:
         """Make `version` the one `get(kind)` returns; atomic for concurrent readers."""
         info = self.get(kind, version)
         _write_atomic(self._kind_dir(kind) / CURRENT_FILE, info.version + "\n")
+        if self.remote is not None:
+            self.remote.write_text(info.version + "\n", kind, CURRENT_FILE)
         log.info("promoted model %s/%s", kind, info.version)
         return info
 
@@ -211,6 +227,9 @@ class ModelRegistry:
     def list(self, kind: str) -> list[VersionInfo]:
         """Committed versions of `kind`, oldest first."""
         kind_dir = self._kind_dir(kind)
+        if self.remote is not None:
+            for name in self._remote_call(self.remote.versions, kind) or []:
+                self._cached(kind, name)
         if not kind_dir.is_dir():
             return []
         found = []
@@ -222,6 +241,11 @@ class ModelRegistry:
 
     def current(self, kind: str) -> str | None:
         """Name of the promoted version of `kind`, or None when nothing is promoted."""
+        if self.remote is not None:
+            self._kind_dir(kind)  # validates the kind before it names a remote path
+            text = self._remote_call(self.remote.read_text, kind, CURRENT_FILE)
+            if text is not None or self._remote_ok:
+                return (text or "").strip() or None
         try:
             name = (self._kind_dir(kind) / CURRENT_FILE).read_text().strip()
         except FileNotFoundError:
@@ -236,6 +260,8 @@ class ModelRegistry:
         name = self.current(kind) if version == "current" else version
         if name is not None and _VERSION_RE.match(name):
             folder = self._kind_dir(kind) / name
+            if self.remote is not None:
+                self._cached(kind, name)
             if (folder / META_FILE).is_file():
                 return self._load(folder)
         raise ModelNotFoundError(self._not_found_message(kind, version, name))
@@ -247,8 +273,31 @@ class ModelRegistry:
             raise ValueError(f"bad model kind {kind!r}: use lowercase letters, digits, - or _")
         return self.root / kind
 
+    _remote_ok = True  # whether the last remote call answered (else: the local cache)
+
+    def _remote_call(self, fn, *args):
+        """A read from object storage; None (and the local cache serves) when it fails."""
+        try:
+            out = fn(*args)
+            self._remote_ok = True
+            return out
+        except (OSError, RemoteRegistryError) as exc:
+            self._remote_ok = False
+            log.warning("model registry %s unreachable (%s); using the local copy in %s",
+                        self.remote.url, type(exc).__name__, self.root)
+            return None
+
+    def _cached(self, kind: str, name: str) -> None:
+        """Download a remote version into the local cache unless it is already there."""
+        folder = self._kind_dir(kind) / name
+        if not (folder / META_FILE).is_file():
+            self._remote_call(self.remote.download, kind, name, folder)
+
     def _highest_number(self, kind: str) -> int:
         numbers = [0]
+        if self.remote is not None:  # versions other nodes committed
+            numbers += [int(v[1:]) for v in self._remote_call(self.remote.versions, kind) or []
+                        if _VERSION_RE.match(v)]
         kind_dir = self._kind_dir(kind)
         for folder in (kind_dir, kind_dir / STAGING_DIR):
             if folder.is_dir():

@@ -1,0 +1,1 @@
+"""Alembic migrations of the durable store (run through `cluster.store.engine.migrate`)."""
