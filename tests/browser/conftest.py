@@ -32,8 +32,11 @@ def chromium_path() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """Per module, not per session: while Playwright's sync API is open it keeps its event
+    loop running on this thread, and every later test's asyncio.run() would refuse to
+    start ("cannot be called from a running event loop")."""
     path = chromium_path()
     missing = None
     if path is None:
