@@ -79,3 +79,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """Tests that start a Ray cluster of their own in the short tier (marked both
+    `integration` and `models`: Ray Train, the two-node cluster) go last, so they do not
+    start models at the same moment as the integration tier's cluster beside them."""
+    own_cluster = [i for i in items if i.get_closest_marker("integration")
+                   and i.get_closest_marker("models")]
+    if own_cluster and len(own_cluster) < len(items):
+        items[:] = [i for i in items if i not in own_cluster] + own_cluster

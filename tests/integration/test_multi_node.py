@@ -56,14 +56,20 @@ class TwoNodes:
 
     def start(self) -> None:
         temp = str(self.root / "ray")
+        # every port Ray would otherwise take by default is a free one: the session's
+        # cluster runs beside this one (its dashboard agent on 52365, client server 10001)
         head = [str(BIN / "ray"), "start", "--head", "--block", f"--port={self.gcs_port}",
                 "--num-cpus=2", "--include-dashboard=true", "--dashboard-host=127.0.0.1",
                 f"--dashboard-port={self.dashboard_port}", f"--temp-dir={temp}",
-                "--disable-usage-stats"]
+                f"--dashboard-agent-listen-port={free_port()}",
+                f"--ray-client-server-port={free_port()}",
+                f"--metrics-export-port={free_port()}", "--disable-usage-stats"]
         self.nodes.append(self._spawn(head, "head"))
         address = self._wait_address()
         worker = [str(BIN / "ray"), "start", "--block", f"--address={address}",
-                  "--num-cpus=2", '--resources={"second_node": 1}', "--disable-usage-stats"]
+                  "--num-cpus=2", '--resources={"second_node": 1}',
+                  f"--dashboard-agent-listen-port={free_port()}",
+                  f"--metrics-export-port={free_port()}", "--disable-usage-stats"]
         self.nodes.append(self._spawn(worker, "worker"))
 
     def _spawn(self, cmd: list[str], name: str) -> subprocess.Popen:
