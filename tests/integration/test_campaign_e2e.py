@@ -111,7 +111,8 @@ def test_campaign_of_20_leads_runs_through_the_floor(driver, cluster_settings):
     async def scenario():
         router = SkillRouter(RoutingStore(cluster.redis_url), dispatch=False)
         token = await router.add_agent(AgentProfile(
-            agent_id="ann", extension="1001", skills={"sales": 3, "senior": 3}, concurrency=2))
+            agent_id="ann", extension="1001", skills={"sales": 3, "senior": 3, "vip": 3},
+            concurrency=2))  # vip: the VIP leads are routed to a person at once
         agent = SimulatedAgent(api, "ann", token)
         stop = asyncio.Event()
         desk = asyncio.ensure_future(agent.run(stop))
