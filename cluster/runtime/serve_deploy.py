@@ -73,7 +73,7 @@ def portable_config(settings: Settings) -> dict[str, Any]:
     """The same apps with nothing of this machine in them (`callfleet serve-config`,
     configs/serve.yaml, the KubeRay manifest): the replicas build their settings from
     configs/default.yaml and the CALLFLEET_* environment of the cluster."""
-    return serve_config(settings, {"config": None, "overrides": {}})
+    return serve_config(settings, {"config": None, "overrides": {}}, pin=False)
 
 
 PORTABLE_HEADER = """\
@@ -97,7 +97,7 @@ def render_portable_config(settings: Settings) -> str:
     return PORTABLE_HEADER + body
 
 
-def serve_config(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
+def serve_config(settings: Settings, args: dict[str, Any], pin: bool = True) -> dict[str, Any]:
     return {
         "proxy_location": "EveryNode",
         "http_options": {"host": settings.serve.host, "port": settings.serve.http_port},
@@ -109,7 +109,7 @@ def serve_config(settings: Settings, args: dict[str, Any]) -> dict[str, Any]:
                 "args": args,
                 "deployments": [
                     {"name": name, "user_config": user_config}
-                    for name, user_config in model_user_configs(settings).items()
+                    for name, user_config in model_user_configs(settings, pin).items()
                 ],
             },
             {

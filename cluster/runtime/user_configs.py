@@ -29,14 +29,19 @@ def _pinned_version(settings: Settings, kind: str, wanted: str) -> str:
     return ModelRegistry(settings.registry_path, settings.registry_url).current(kind) or "current"
 
 
-def model_user_configs(settings: Settings) -> dict[str, dict[str, Any]]:
+def model_user_configs(settings: Settings, pin: bool = True) -> dict[str, dict[str, Any]]:
     """Each batching deployment's ``user_config`` (by deployment name), model versions
-    pinned. A declarative deploy that changes only these reconfigures replicas in place."""
+    pinned. A declarative deploy that changes only these reconfigures replicas in place.
+    With ``pin=False`` the versions stay as configured ("current" is resolved by each
+    replica): the portable config must not carry one machine's registry."""
+    def version(kind: str, wanted: str) -> str:
+        return _pinned_version(settings, kind, wanted) if pin else wanted
+
     return {
         "asr": batch_user_config(settings.asr),
         "intent": batch_user_config(
-            settings.intent, version=_pinned_version(settings, "intent", settings.intent.version),
+            settings.intent, version=version("intent", settings.intent.version),
             backend=settings.intent.backend, shadow_version=settings.intent.shadow_version),
         "emotion": batch_user_config(
-            settings.emotion, version=_pinned_version(settings, "emotion", settings.emotion.version)),
+            settings.emotion, version=version("emotion", settings.emotion.version)),
     }
